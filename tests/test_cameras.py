@@ -1,0 +1,99 @@
+"""MVDream's camera convention, orbit builders, JSON and transforms.json round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vividzoo_core.cameras import (
+    CameraRig, camera_to_world, cameras_from_json, load_cameras, moving_orbit, orbit, transforms_json,
+)
+from vividzoo_core.layout import VideoLayout
+
+CHECK_VALUE = [1, 0, 0, 0, 0, 0.2588, -0.9659, -0.9659, 0, 0.9659, 0.2588, 0.2588, 0, 0, 0, 1]
+
+
+def test_check_value_elevation_15_azimuth_0():
+    np.testing.assert_allclose(camera_to_world(15, 0).reshape(16), CHECK_VALUE, atol=1e-4)
+
+
+def test_orbit_places_views_evenly_and_is_static():
+    rig = orbit(views=4, elevation=15, azimuth_start=90)
+    assert rig.is_static and rig.views == 4
+    np.testing.assert_allclose(rig.azimuths[0], [90, 180, 270, 360])
+    # Each camera sits at unit distance and looks at the origin: -z axis (3rd column negated) points at it.
+    for matrix in rig.matrices[0]:
+        position = matrix[:3, 3]
+        np.testing.assert_allclose(np.linalg.norm(position), 1.0)
+        np.testing.assert_allclose(-matrix[:3, 2], -position, atol=1e-12)
+    # Blender world is z-up: elevation 15 puts every camera at height sin(15 degrees).
+    np.testing.assert_allclose(rig.matrices[0, :, 2, 3], np.sin(np.radians(15)))
+
+
+def test_static_rig_repeats_over_time_in_layout_order():
+    layout = VideoLayout(views=4, frames=3)
+    embedding = orbit(4).for_layout(layout).embedding_input()
+    assert embedding.shape == (12, 16) and embedding.dtype == torch.float32
+    torch.testing.assert_close(embedding[layout.index(2, 1)], embedding[layout.index(0, 1)])
+    torch.testing.assert_close(embedding[layout.index(0, 0)], torch.tensor(CHECK_VALUE), atol=1e-4, rtol=0)
+
+
+def test_moving_orbit_turns_while_the_object_animates():
+    rig = moving_orbit(views=4, frames=8, elevation=10, turn=360, elevation_end=30)
+    assert (rig.frames, rig.views) == (8, 4)
+    np.testing.assert_allclose(rig.azimuths[:, 0], np.arange(8) * 45.0)
+    np.testing.assert_allclose(rig.azimuths[3] - rig.azimuths[3, 0], [0, 90, 180, 270])
+    np.testing.assert_allclose(rig.elevations[[0, -1], 0], [10, 30])
+    with pytest.raises(ValueError, match="trajectory has 8 frames but the video has 16"):
+        rig.for_layout(VideoLayout(4, 16))
+
+
+def test_camera_json_round_trip(tmp_path):
+    rig = moving_orbit(views=2, frames=3, elevation=20, azimuth_start=30, turn=90)
+    rig.save(tmp_path / "cameras.json")
+    again = load_cameras(tmp_path / "cameras.json")
+    np.testing.assert_allclose(again.matrices, rig.matrices, atol=1e-7)
+    np.testing.assert_allclose(again.azimuths, rig.azimuths)
+    bare = cameras_from_json([list(np.asarray(m).reshape(16)) for m in rig.matrices[0]])
+    assert (bare.frames, bare.views) == (1, 2)
+
+
+def test_transforms_json_has_time_and_reads_back_at_unit_distance(tmp_path):
+    rig = moving_orbit(views=4, frames=5, elevation=15, turn=180)
+    data = transforms_json(rig, 64, 48, lambda f, v: f"frames/f{f:03d}_v{v:02d}.png", radius=2.5, fov_degrees=40)
+    assert len(data["frames"]) == 20 and (data["w"], data["h"]) == (64, 48)
+    assert [e["time"] for e in data["frames"][::4]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    first = np.array(data["frames"][0]["transform_matrix"])
+    np.testing.assert_allclose(np.linalg.norm(first[:3, 3]), 2.5)
+    np.testing.assert_allclose(data["fl_x"], 32 / np.tan(np.radians(20)))
+    (tmp_path / "transforms.json").write_text(json.dumps(data))
+    again = load_cameras(tmp_path / "transforms.json")
+    np.testing.assert_allclose(again.matrices, rig.matrices, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"format": "vividzoo-cameras", "cameras": []}, "non-empty list"),
+        ({"format": "vividzoo-cameras", "cameras": [[{"matrix": [1, 2, 3]}]]}, "expected a 4x4 matrix"),
+        ([[1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 2]], "last row"),
+        ([[2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1]], "not a rotation"),
+        ({"frames": [{"transform_matrix": np.eye(4).tolist()}]}, "at the origin"),
+        ({"something": 1}, "not a camera file"),
+    ],
+)
+def test_bad_camera_files_say_what_is_wrong(data, message):
+    with pytest.raises(ValueError, match=message):
+        cameras_from_json(data)
+
+
+def test_camera_count_must_match_views():
+    with pytest.raises(ValueError, match="the cameras have 4 views but the video has 6"):
+        orbit(4).for_layout(VideoLayout(6, 2))
+    with pytest.raises(ValueError, match="strictly between -90 and 90"):
+        orbit(4, elevation=90)
+    with pytest.raises(ValueError, match="shape"):
+        CameraRig(np.zeros((2, 4, 3, 3)))

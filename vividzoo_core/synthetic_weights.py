@@ -1,0 +1,390 @@
+"""Random-weight checkpoints in the real file layouts, for tests, demos and benchmarks.
+
+The key layouts are enumerated here from the published architectures (LDM UNet/VAE names, HF CLIP,
+OpenCLIP, AnimateDiff), independently of the classes that load them, so loading these files
+strictly checks the loaders. ``tiny`` keeps every structural feature (4 UNet levels, 2 res blocks,
+attention on 3 levels, 21 motion modules) at small widths; ``full`` has the real shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .checkpoints.alignment import alignment_checkpoint, save_alignment
+from .checkpoints.mvdream import (
+    CLIP_PREFIX, OPEN_CLIP_PREFIX, SD15, SD21, UNET_PREFIX, VAE_PREFIX, TextEncoderShape, UNetShape, VaeShape,
+)
+from .network.motion_module import sinusoidal_position_encoding
+from .schedules import make_betas
+
+Init = tuple  # ("normal", std) | ("ones",) | ("zeros",) | ("pe",) | ("position_ids",)
+Spec = dict[str, tuple[tuple[int, ...], Init]]
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    unet: UNetShape
+    vae: VaeShape
+    text: TextEncoderShape
+
+
+def _unet(family: str, channels: int, mult: tuple[int, ...], context: int) -> UNetShape:
+    return UNetShape(family, 4, 4, channels, mult, 2, (True, True, True, False), 1, context, 16, family == SD21)
+
+
+TINY_SD15 = ModelSizes(
+    _unet(SD15, 32, (1, 2, 2, 2), 64), VaeShape(32, (1, 2, 2, 2), 1, 4), TextEncoderShape("clip", 64, 2, 128, 49408, 77)
+)
+TINY_SD21 = ModelSizes(
+    _unet(SD21, 64, (1, 2, 2, 2), 64), VaeShape(32, (1, 2, 2, 2), 1, 4), TextEncoderShape("open_clip", 64, 3, 256, 49408, 77)
+)
+FULL_SD15 = ModelSizes(
+    _unet(SD15, 320, (1, 2, 4, 4), 768), VaeShape(128, (1, 2, 4, 4), 2, 4), TextEncoderShape("clip", 768, 12, 3072, 49408, 77)
+)
+PE_LENGTHS = {"v1": 24, "v2": 32, "v3": 32}
+
+
+# -- key layouts ---------------------------------------------------------------------------------
+
+def _linear(spec: Spec, name: str, out: int, inp: int, bias: bool = True) -> None:
+    spec[f"{name}.weight"] = ((out, inp), ("normal", 1 / math.sqrt(inp)))
+    if bias:
+        spec[f"{name}.bias"] = ((out,), ("zeros",))
+
+
+def _conv(spec: Spec, name: str, out: int, inp: int, kernel: int = 3) -> None:
+    spec[f"{name}.weight"] = ((out, inp, kernel, kernel), ("normal", 1 / math.sqrt(inp * kernel * kernel)))
+    spec[f"{name}.bias"] = ((out,), ("zeros",))
+
+
+def _norm(spec: Spec, name: str, channels: int) -> None:
+    spec[f"{name}.weight"] = ((channels,), ("ones",))
+    spec[f"{name}.bias"] = ((channels,), ("zeros",))
+
+
+def _ldm_resblock(spec: Spec, name: str, inp: int, out: int, emb: int) -> None:
+    _norm(spec, f"{name}.in_layers.0", inp)
+    _conv(spec, f"{name}.in_layers.2", out, inp)
+    _linear(spec, f"{name}.emb_layers.1", out, emb)
+    _norm(spec, f"{name}.out_layers.0", out)
+    _conv(spec, f"{name}.out_layers.3", out, out)
+    if inp != out:
+        _conv(spec, f"{name}.skip_connection", out, inp, kernel=1)
+
+
+def _ldm_transformer(spec: Spec, name: str, channels: int, shape: UNetShape) -> None:
+    _norm(spec, f"{name}.norm", channels)
+    for projection in ("proj_in", "proj_out"):
+        if shape.linear_projection:
+            _linear(spec, f"{name}.{projection}", channels, channels)
+        else:
+            _conv(spec, f"{name}.{projection}", channels, channels, kernel=1)
+    for d in range(shape.transformer_depth):
+        block = f"{name}.transformer_blocks.{d}"
+        for attn, context in (("attn1", channels), ("attn2", shape.context_dim)):
+            _linear(spec, f"{block}.{attn}.to_q", channels, channels, bias=False)
+            _linear(spec, f"{block}.{attn}.to_k", channels, context, bias=False)
+            _linear(spec, f"{block}.{attn}.to_v", channels, context, bias=False)
+            _linear(spec, f"{block}.{attn}.to_out.0", channels, channels)
+        _linear(spec, f"{block}.ff.net.0.proj", channels * 8, channels)
+        _linear(spec, f"{block}.ff.net.2", channels, channels * 4)
+        for n in (1, 2, 3):
+            _norm(spec, f"{block}.norm{n}", channels)
+
+
+def mvdream_unet_spec(shape: UNetShape) -> Spec:
+    """LDM UNet key names and shapes, with MVDream's ``camera_embed``."""
+    spec: Spec = {}
+    emb, mc = shape.time_embed_dim, shape.model_channels
+    _linear(spec, "time_embed.0", emb, mc)
+    _linear(spec, "time_embed.2", emb, emb)
+    _linear(spec, "camera_embed.0", emb, shape.camera_dim)
+    _linear(spec, "camera_embed.2", emb, emb)
+    _conv(spec, "input_blocks.0.0", mc, shape.in_channels)
+    skips, channels, index = [mc], mc, 1
+    levels = len(shape.channel_mult)
+    for level, mult in enumerate(shape.channel_mult):
+        for _ in range(shape.num_res_blocks):
+            _ldm_resblock(spec, f"input_blocks.{index}.0", channels, mc * mult, emb)
+            channels = mc * mult
+            if shape.attention_levels[level]:
+                _ldm_transformer(spec, f"input_blocks.{index}.1", channels, shape)
+            skips.append(channels)
+            index += 1
+        if level != levels - 1:
+            _conv(spec, f"input_blocks.{index}.0.op", channels, channels)
+            skips.append(channels)
+            index += 1
+    _ldm_resblock(spec, "middle_block.0", channels, channels, emb)
+    _ldm_transformer(spec, "middle_block.1", channels, shape)
+    _ldm_resblock(spec, "middle_block.2", channels, channels, emb)
+    index = 0
+    for level in reversed(range(levels)):
+        out_channels = mc * shape.channel_mult[level]
+        for r in range(shape.num_res_blocks + 1):
+            _ldm_resblock(spec, f"output_blocks.{index}.0", channels + skips.pop(), out_channels, emb)
+            channels, position = out_channels, 1
+            if shape.attention_levels[level]:
+                _ldm_transformer(spec, f"output_blocks.{index}.1", channels, shape)
+                position = 2
+            if level != 0 and r == shape.num_res_blocks:
+                _conv(spec, f"output_blocks.{index}.{position}.conv", channels, channels)
+            index += 1
+    _norm(spec, "out.0", mc)
+    _conv(spec, "out.2", shape.out_channels, mc)
+    return spec
+
+
+def _vae_resblock(spec: Spec, name: str, inp: int, out: int) -> None:
+    _norm(spec, f"{name}.norm1", inp)
+    _conv(spec, f"{name}.conv1", out, inp)
+    _norm(spec, f"{name}.norm2", out)
+    _conv(spec, f"{name}.conv2", out, out)
+    if inp != out:
+        _conv(spec, f"{name}.nin_shortcut", out, inp, kernel=1)
+
+
+def _vae_mid(spec: Spec, name: str, channels: int) -> None:
+    _vae_resblock(spec, f"{name}.block_1", channels, channels)
+    _norm(spec, f"{name}.attn_1.norm", channels)
+    for part in ("q", "k", "v", "proj_out"):
+        _conv(spec, f"{name}.attn_1.{part}", channels, channels, kernel=1)
+    _vae_resblock(spec, f"{name}.block_2", channels, channels)
+
+
+def vae_spec(shape: VaeShape) -> Spec:
+    """LDM ``AutoencoderKL`` key names and shapes (no ``first_stage_model.`` prefix)."""
+    spec: Spec = {}
+    widths, z = shape.block_channels, shape.latent_channels
+    _conv(spec, "encoder.conv_in", shape.channels, 3)
+    channels = shape.channels
+    for i, width in enumerate(widths):
+        for j in range(shape.num_res_blocks):
+            _vae_resblock(spec, f"encoder.down.{i}.block.{j}", channels, width)
+            channels = width
+        if i != len(widths) - 1:
+            _conv(spec, f"encoder.down.{i}.downsample.conv", channels, channels)
+    _vae_mid(spec, "encoder.mid", channels)
+    _norm(spec, "encoder.norm_out", channels)
+    _conv(spec, "encoder.conv_out", 2 * z, channels)
+    _conv(spec, "quant_conv", 2 * z, 2 * z, kernel=1)
+    _conv(spec, "post_quant_conv", z, z, kernel=1)
+    channels = widths[-1]
+    _conv(spec, "decoder.conv_in", channels, z)
+    _vae_mid(spec, "decoder.mid", channels)
+    for i in reversed(range(len(widths))):
+        for j in range(shape.num_res_blocks + 1):
+            _vae_resblock(spec, f"decoder.up.{i}.block.{j}", channels, widths[i])
+            channels = widths[i]
+        if i != 0:
+            _conv(spec, f"decoder.up.{i}.upsample.conv", channels, channels)
+    _norm(spec, "decoder.norm_out", channels)
+    _conv(spec, "decoder.conv_out", 3, channels)
+    return spec
+
+
+def clip_text_spec(shape: TextEncoderShape) -> Spec:
+    """Hugging Face ``CLIPTextModel`` names, as in SD 1.x checkpoints (with the old position_ids buffer)."""
+    spec: Spec = {
+        "text_model.embeddings.token_embedding.weight": ((shape.vocab_size, shape.width), ("normal", 0.02)),
+        "text_model.embeddings.position_embedding.weight": ((shape.max_positions, shape.width), ("normal", 0.01)),
+        "text_model.embeddings.position_ids": ((1, shape.max_positions), ("position_ids",)),
+    }
+    for n in range(shape.layers):
+        layer = f"text_model.encoder.layers.{n}"
+        for projection in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            _linear(spec, f"{layer}.self_attn.{projection}", shape.width, shape.width)
+        _norm(spec, f"{layer}.layer_norm1", shape.width)
+        _linear(spec, f"{layer}.mlp.fc1", shape.intermediate, shape.width)
+        _linear(spec, f"{layer}.mlp.fc2", shape.width, shape.intermediate)
+        _norm(spec, f"{layer}.layer_norm2", shape.width)
+    _norm(spec, "text_model.final_layer_norm", shape.width)
+    return spec
+
+
+def open_clip_text_spec(shape: TextEncoderShape) -> Spec:
+    """OpenCLIP text tower names, as in SD 2.x checkpoints under ``cond_stage_model.model.``."""
+    spec: Spec = {
+        "token_embedding.weight": ((shape.vocab_size, shape.width), ("normal", 0.02)),
+        "positional_embedding": ((shape.max_positions, shape.width), ("normal", 0.01)),
+        "text_projection": ((shape.width, shape.width), ("normal", 1 / math.sqrt(shape.width))),
+        "logit_scale": ((), ("ones",)),
+    }
+    for n in range(shape.layers):
+        block = f"transformer.resblocks.{n}"
+        _norm(spec, f"{block}.ln_1", shape.width)
+        spec[f"{block}.attn.in_proj_weight"] = ((3 * shape.width, shape.width), ("normal", 1 / math.sqrt(shape.width)))
+        spec[f"{block}.attn.in_proj_bias"] = ((3 * shape.width,), ("zeros",))
+        _linear(spec, f"{block}.attn.out_proj", shape.width, shape.width)
+        _norm(spec, f"{block}.ln_2", shape.width)
+        _linear(spec, f"{block}.mlp.c_fc", shape.intermediate, shape.width)
+        _linear(spec, f"{block}.mlp.c_proj", shape.width, shape.intermediate)
+    _norm(spec, "ln_final", shape.width)
+    return spec
+
+
+def motion_module_spec(version: str, block_channels: tuple[int, ...]) -> Spec:
+    """AnimateDiff motion-module names: 2 per down level, 3 per up level, plus a mid module in v2."""
+    spec: Spec = {}
+    pe_length = PE_LENGTHS[version]
+    sites = [(f"down_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(block_channels) for j in range(2)]
+    if version == "v2":
+        sites.append(("mid_block.motion_modules.0", block_channels[-1]))
+    sites += [(f"up_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(reversed(block_channels)) for j in range(3)]
+    for site, c in sites:
+        base = f"{site}.temporal_transformer"
+        _norm(spec, f"{base}.norm", c)
+        _linear(spec, f"{base}.proj_in", c, c)
+        _linear(spec, f"{base}.proj_out", c, c)
+        block = f"{base}.transformer_blocks.0"
+        for a in range(2):
+            attention = f"{block}.attention_blocks.{a}"
+            for projection in ("to_q", "to_k", "to_v"):
+                _linear(spec, f"{attention}.{projection}", c, c, bias=False)
+            _linear(spec, f"{attention}.to_out.0", c, c)
+            spec[f"{attention}.pos_encoder.pe"] = ((1, pe_length, c), ("pe",))
+            _norm(spec, f"{block}.norms.{a}", c)
+        _linear(spec, f"{block}.ff.net.0.proj", c * 8, c)
+        _linear(spec, f"{block}.ff.net.2", c, c * 4)
+        _norm(spec, f"{block}.ff_norm", c)
+    return spec
+
+
+def parameter_count(spec: Spec, skip: Callable[[str], bool] = lambda key: False) -> int:
+    return sum(math.prod(shape) for key, (shape, _) in spec.items() if not skip(key))
+
+
+# -- tensors and files ---------------------------------------------------------------------------
+
+def materialise(spec: Spec, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for key, (shape, init) in spec.items():
+        kind = init[0]
+        if kind == "normal":
+            tensor = torch.randn(shape, generator=generator) * init[1]
+        elif kind == "ones":
+            tensor = torch.ones(shape)
+        elif kind == "zeros":
+            tensor = torch.zeros(shape)
+        elif kind == "pe":
+            tensor = sinusoidal_position_encoding(shape[1], shape[2])
+        else:
+            tensors[key] = torch.arange(shape[1], dtype=torch.int64)[None]
+            continue
+        tensors[key] = tensor.to(dtype)
+    return tensors
+
+
+def mvdream_state_dict(sizes: ModelSizes, seed: int = 0, dtype: torch.dtype = torch.float32,
+                       unet_only: bool = False) -> dict[str, torch.Tensor]:
+    """A raw MVDream release state dict: prefixed parts plus the 12 schedule buffers."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {UNET_PREFIX + k: v for k, v in materialise(mvdream_unet_spec(sizes.unet), generator, dtype).items()}
+    if unet_only:
+        return state
+    state.update({VAE_PREFIX + k: v for k, v in materialise(vae_spec(sizes.vae), generator, dtype).items()})
+    if sizes.text.kind == "clip":
+        text = {CLIP_PREFIX + k: v for k, v in materialise(clip_text_spec(sizes.text), generator, dtype).items()}
+    else:
+        text = {OPEN_CLIP_PREFIX + k: v for k, v in materialise(open_clip_text_spec(sizes.text), generator, dtype).items()}
+    state.update(text)
+    state.update(_schedule_buffers())
+    return state
+
+
+def _schedule_buffers() -> dict[str, torch.Tensor]:
+    betas = make_betas("scaled_linear")
+    alphas_cumprod = torch.cumprod(1 - betas, 0)
+    previous = torch.cat([torch.ones(1, dtype=betas.dtype), alphas_cumprod[:-1]])
+    variance = betas * (1 - previous) / (1 - alphas_cumprod)
+    buffers = {
+        "betas": betas, "alphas_cumprod": alphas_cumprod, "alphas_cumprod_prev": previous,
+        "sqrt_alphas_cumprod": alphas_cumprod.sqrt(), "sqrt_one_minus_alphas_cumprod": (1 - alphas_cumprod).sqrt(),
+        "log_one_minus_alphas_cumprod": (1 - alphas_cumprod).log(), "sqrt_recip_alphas_cumprod": alphas_cumprod.rsqrt(),
+        "sqrt_recipm1_alphas_cumprod": (1 / alphas_cumprod - 1).sqrt(), "posterior_variance": variance,
+        "posterior_log_variance_clipped": variance.clamp(min=1e-20).log(),
+        "posterior_mean_coef1": betas * previous.sqrt() / (1 - alphas_cumprod),
+        "posterior_mean_coef2": (1 - previous) * (1 - betas).sqrt() / (1 - alphas_cumprod),
+    }
+    return {k: v.float() for k, v in buffers.items()}
+
+
+def motion_state_dict(version: str, block_channels: tuple[int, ...], seed: int = 1,
+                      dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    return materialise(motion_module_spec(version, block_channels), torch.Generator().manual_seed(seed), dtype)
+
+
+def alignment_state_dict(version: str, block_channels: tuple[int, ...], seed: int = 2, scale: float = 0.5,
+                         dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Non-zero alignment weights (``scale / sqrt(C)``), so they visibly change the output."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for key, (shape, _) in motion_module_spec(version, block_channels).items():
+        if key.endswith(".temporal_transformer.norm.weight"):
+            site, channels = key[: -len(".norm.weight")], shape[0]
+            for layer in ("align_3d_to_2d", "align_2d_to_3d"):
+                weights[f"{site}.{layer}.weight"] = (torch.randn(channels, channels, generator=generator)
+                                                    * scale / math.sqrt(channels)).to(dtype)
+                weights[f"{site}.{layer}.bias"] = (torch.randn(channels, generator=generator) * 0.01).to(dtype)
+    return weights
+
+
+@dataclass(frozen=True)
+class RandomWeights:
+    """Paths of a set of random-weight files."""
+
+    mvdream: Path
+    motion: dict[str, Path]
+    alignment: Path
+    mvdream_sd21: Path | None = None
+    mvdream_unet_only: Path | None = None
+
+
+def write_test_weights(directory: str | Path, full_size: bool = False, dtype: torch.dtype | None = None,
+                       log: Callable[[str], None] = lambda message: None) -> RandomWeights:
+    """Writes MVDream (.pt), AnimateDiff v1/v2 (.ckpt) and v3 (.safetensors), and alignment files."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sizes = FULL_SD15 if full_size else TINY_SD15
+    dtype = dtype or (torch.float16 if full_size else torch.float32)
+    tag = "full" if full_size else "tiny"
+
+    def saved(path: Path, state: dict[str, torch.Tensor]) -> Path:
+        if path.suffix == ".safetensors":
+            save_file(state, str(path))
+        else:
+            torch.save(state, path)
+        log(f"wrote {path} ({sum(t.numel() for t in state.values()) / 1e6:.1f} M values)")
+        return path
+
+    mvdream = saved(directory / f"mvdream_sd15_{tag}_random.pt", mvdream_state_dict(sizes, dtype=dtype))
+    channels = sizes.unet.block_channels
+    motion = {
+        "v1": saved(directory / f"mm_v1_{tag}_random.ckpt", motion_state_dict("v1", channels, dtype=dtype)),
+        "v2": saved(directory / f"mm_v2_{tag}_random.ckpt", motion_state_dict("v2", channels, dtype=dtype)),
+        "v3": saved(directory / f"mm_v3_{tag}_random.safetensors", motion_state_dict("v3", channels, dtype=dtype)),
+    }
+    alignment = alignment_checkpoint(alignment_state_dict("v2", channels, dtype=dtype), "v2",
+                                     {"note": "random weights for testing, not trained", "seed": 2})
+    alignment_path = save_alignment(alignment, directory / f"alignment_v2_{tag}_random.safetensors")
+    log(f"wrote {alignment_path}")
+    if full_size:
+        return RandomWeights(mvdream, motion, alignment_path)
+    sd21 = saved(directory / "mvdream_sd21_tiny_random.pt", mvdream_state_dict(TINY_SD21, seed=3))
+    unet_only = saved(directory / "mvdream_sd15_tiny_unet_only.safetensors",
+                      mvdream_state_dict(TINY_SD15, unet_only=True))
+    return RandomWeights(mvdream, motion, alignment_path, sd21, unet_only)
+
+
+__all__ = [
+    "FULL_SD15", "TINY_SD15", "TINY_SD21", "ModelSizes", "RandomWeights", "alignment_state_dict", "clip_text_spec",
+    "motion_module_spec", "motion_state_dict", "mvdream_state_dict", "mvdream_unet_spec", "open_clip_text_spec",
+    "parameter_count", "vae_spec", "write_test_weights",
+]

@@ -1,0 +1,139 @@
+"""Writing multi-view videos: grids, MP4 (PyAV), animated WebP (Pillow), PNG frames, cameras.
+
+Frames are ``(frames, views, height, width, 3)`` float tensors in [0, 1] (layout order). Writers take
+one frame at a time, so no extra copy of the whole video is made.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .cameras import CameraRig, transforms_json
+from .errors import VividZooError
+
+DEFAULT_FPS = 8
+
+
+@dataclass
+class MultiViewVideo:
+    frames: torch.Tensor
+    """``(frames, views, H, W, 3)`` float in [0, 1]."""
+    cameras: CameraRig
+    fps: float = DEFAULT_FPS
+    info: dict = field(default_factory=dict)
+
+    @property
+    def frame_count(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def views(self) -> int:
+        return self.frames.shape[1]
+
+
+def grid_columns(views: int) -> int:
+    """Views side by side in one row up to 4; a near-square grid beyond."""
+    return views if views <= 4 else math.ceil(math.sqrt(views))
+
+
+def views_to_grid(frames: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+    """``(F, V, H, W, C) -> (F, rows*H, columns*W, C)``; empty cells are black."""
+    count, views, height, width, channels = frames.shape
+    columns = columns or grid_columns(views)
+    rows = math.ceil(views / columns)
+    grid = frames.new_zeros(count, rows * height, columns * width, channels)
+    for v in range(views):
+        r, c = divmod(v, columns)
+        grid[:, r * height : (r + 1) * height, c * width : (c + 1) * width] = frames[:, v]
+    return grid
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def write_mp4(path: str | Path, frames: Iterable[torch.Tensor], fps: float = DEFAULT_FPS,
+              quality: int = 18, metadata: dict[str, str] | None = None) -> Path:
+    """H.264 MP4 (yuv420p, plays everywhere) through PyAV; odd sizes are padded by one pixel."""
+    import av
+
+    path = Path(path)
+    with av.open(str(path), mode="w") as container:
+        for key, value in (metadata or {}).items():
+            container.metadata[key] = value
+        stream = None
+        for frame in frames:
+            image = to_uint8(frame)
+            if stream is None:
+                height, width = image.shape[0] + image.shape[0] % 2, image.shape[1] + image.shape[1] % 2
+                stream = container.add_stream("libx264", rate=_fraction(fps))
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                stream.options = {"crf": str(quality)}
+            image = np.pad(image, ((0, stream.height - image.shape[0]), (0, stream.width - image.shape[1]), (0, 0)),
+                           mode="edge")
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        if stream is None:
+            raise VividZooError(f"no frames to write to {path.name}")
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_webp(path: str | Path, frames: Iterable[torch.Tensor], fps: float = DEFAULT_FPS, quality: int = 90,
+               exif: bytes | None = None) -> Path:
+    """Animated WebP: previews anywhere, no ffmpeg needed."""
+    images = [Image.fromarray(to_uint8(frame)) for frame in frames]
+    if not images:
+        raise VividZooError(f"no frames to write to {Path(path).name}")
+    options = {"exif": exif} if exif else {}
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0,
+                   quality=quality, **options)
+    return Path(path)
+
+
+def frame_name(frame: int, view: int) -> str:
+    return f"frames/f{frame:03d}_v{view:02d}.png"
+
+
+def save_video(video: MultiViewVideo, out_dir: str | Path) -> dict[str, Path]:
+    """Writes ``grid.mp4``, ``grid.webp``, ``view_XX.mp4``, ``frames/*.png``, ``cameras.json``, ``transforms.json``."""
+    out = Path(out_dir)
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    frames, fps = video.frames, video.fps
+    comment = {"comment": json.dumps(video.info)} if video.info else None
+    written = {
+        "grid_mp4": write_mp4(out / "grid.mp4", _grid_frames(frames), fps, metadata=comment),
+        "grid_webp": write_webp(out / "grid.webp", _grid_frames(frames), fps),
+    }
+    for v in range(video.views):
+        written[f"view_{v:02d}"] = write_mp4(out / f"view_{v:02d}.mp4", (frames[f, v] for f in range(video.frame_count)), fps)
+    for f in range(video.frame_count):
+        for v in range(video.views):
+            Image.fromarray(to_uint8(frames[f, v])).save(out / frame_name(f, v))
+    rig = video.cameras
+    rig.save(out / "cameras.json")
+    height, width = frames.shape[2:4]
+    transforms = transforms_json(rig, width, height, frame_name)
+    (out / "transforms.json").write_text(json.dumps(transforms, indent=1))
+    written.update(frames=out / "frames", cameras=out / "cameras.json", transforms=out / "transforms.json")
+    return written
+
+
+def _grid_frames(frames: torch.Tensor) -> Iterator[torch.Tensor]:
+    for f in range(frames.shape[0]):
+        yield views_to_grid(frames[f : f + 1])[0]
+
+
+def _fraction(fps: float):
+    from fractions import Fraction
+
+    return Fraction(fps).limit_denominator(1001)
