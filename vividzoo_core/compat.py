@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from .checkpoints.alignment import AlignmentCheckpoint
-from .checkpoints.motion import VERSION_NAMES, MotionModuleCheckpoint
+from .checkpoints.motion import VERSION_NAMES
 from .checkpoints.mvdream import FAMILY_NAMES, SD15, UNetShape
 from .errors import VividZooError
 
@@ -23,8 +25,14 @@ def expected_motion_channels(shape: UNetShape) -> dict[str, int]:
     return sites
 
 
+class MotionModuleInfo(Protocol):
+    name: str
+    version: str
+    channels: dict[str, int]
+
+
 def check_pairing(
-    shape: UNetShape, motion: MotionModuleCheckpoint, alignment: AlignmentCheckpoint | None = None
+    shape: UNetShape, motion: MotionModuleInfo, alignment: AlignmentCheckpoint | None = None
 ) -> list[str]:
     """Raises for combinations that cannot run; returns warnings for ones that run but are off-paper."""
     expected = expected_motion_channels(shape)
@@ -32,7 +40,7 @@ def check_pairing(
     if wrong:
         site, (has, needs) = next(iter(wrong.items()))
         raise VividZooError(
-            f"{motion.path.name} does not fit the MVDream UNet: its module {site} has {has} channels where the "
+            f"{motion.name} does not fit the MVDream UNet: its module {site} has {has} channels where the "
             f"UNet has {needs} (UNet widths {list(shape.block_channels)}). Use a motion module made for "
             f"Stable Diffusion 1.5-sized UNets (320/640/1280 channels)"
         )

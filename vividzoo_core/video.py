@@ -66,7 +66,8 @@ def write_mp4(path: str | Path, frames: Iterable[torch.Tensor], fps: float = DEF
     import av
 
     path = Path(path)
-    with av.open(str(path), mode="w") as container:
+    # use_metadata_tags: the MP4 muxer otherwise drops tags it does not know (the embedded workflow).
+    with av.open(str(path), mode="w", options={"movflags": "use_metadata_tags"}) as container:
         for key, value in (metadata or {}).items():
             container.metadata[key] = value
         stream = None

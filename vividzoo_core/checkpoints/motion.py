@@ -40,6 +40,10 @@ class MotionModuleCheckpoint:
     set_aside: dict[str, str] = field(default_factory=dict)
 
     @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
     def max_frames(self) -> int:
         """Frames the module can see at once (its position-encoding length)."""
         return self.pe_length

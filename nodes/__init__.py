@@ -1,0 +1,27 @@
+"""The ComfyUI nodes of Vivid-ZOO: the only code of the pack that imports ComfyUI.
+
+One feature per module: loaders, cameras, latent, apply (patching a MODEL), sampler, video. The
+engine they adapt is ``vividzoo_core``; ``patching`` holds everything that touches ComfyUI's model.
+"""
+
+from __future__ import annotations
+
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import apply, cameras, latent, loaders, sampler, video
+
+NODES: list[type[io.ComfyNode]] = [
+    *loaders.NODES, *cameras.NODES, *latent.NODES, *apply.NODES, *sampler.NODES, *video.NODES,
+]
+
+
+class VividZooExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> VividZooExtension:
+    return VividZooExtension()

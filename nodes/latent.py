@@ -1,0 +1,40 @@
+"""The empty latent of a multi-view video: views x frames images in one batch."""
+
+from __future__ import annotations
+
+import comfy.model_management
+import torch
+from comfy_api.latest import io
+
+from ..vividzoo_core.layout import VideoLayout
+
+
+class EmptyMultiViewVideoLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VividZoo_EmptyMultiViewVideoLatent",
+            display_name="Empty Multi-View Video Latent",
+            category="VividZoo/latent",
+            description="An empty latent batch of views x frames images, in the pack's order: frame by frame, the "
+                        "views of a frame side by side (image f * views + v). The paper's setting is 4 views x 16 "
+                        "frames x 256 px; memory grows with views x frames x width x height.",
+            inputs=[
+                io.Int.Input("views", default=4, min=1, max=16, tooltip="Camera views; must match the cameras."),
+                io.Int.Input("frames", default=16, min=1, max=1024,
+                             tooltip="Frames per view. Over the motion module's limit (32 for v2) needs context windows."),
+                io.Int.Input("width", default=256, min=64, max=2048, step=8, tooltip="Image width in pixels (multiple of 8)."),
+                io.Int.Input("height", default=256, min=64, max=2048, step=8, tooltip="Image height in pixels (multiple of 8)."),
+            ],
+            outputs=[io.Latent.Output(tooltip="views x frames empty latents for a Vivid-ZOO MODEL.")],
+        )
+
+    @classmethod
+    def execute(cls, views: int, frames: int, width: int, height: int) -> io.NodeOutput:
+        layout = VideoLayout(views, frames)
+        samples = torch.zeros([layout.images, 4, height // 8, width // 8],
+                              device=comfy.model_management.intermediate_device())
+        return io.NodeOutput({"samples": samples})
+
+
+NODES = [EmptyMultiViewVideoLatent]

@@ -1,0 +1,48 @@
+"""Where the pack looks for weights: ``models/vividzoo`` (its own) and ``models/animatediff_models``.
+
+``animatediff_models`` is AnimateDiff-Evolved's folder; registered here too (without duplicates) so
+one copy of a motion module serves both packs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import folder_paths
+
+VIVIDZOO = "vividzoo"
+MOTION = "animatediff_models"
+CHECKPOINTS = "checkpoints"
+
+
+def register(name: str) -> None:
+    """Adds ``models/<name>`` and the model-file extensions, never mutating a set shared with another folder."""
+    folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, name))
+    paths, extensions = folder_paths.folder_names_and_paths[name]
+    if extensions is folder_paths.supported_pt_extensions or not isinstance(extensions, set):
+        extensions = set(extensions)
+    extensions.update(folder_paths.supported_pt_extensions)
+    folder_paths.folder_names_and_paths[name] = (paths, extensions)
+
+
+def listed(*names: str) -> list[str]:
+    """File names in the given folders, each once, sorted."""
+    return sorted({file for name in names for file in folder_paths.get_filename_list(name)})
+
+
+def full_path(filename: str, *names: str) -> str:
+    """The first folder holding ``filename``; the error lists every folder searched."""
+    for name in names:
+        path = folder_paths.get_full_path(name, filename)
+        if path:
+            return path
+    searched = [p for name in names for p in folder_paths.get_folder_paths(name)]
+    raise FileNotFoundError(f"{filename} was not found in {', '.join(searched)}; put it in one of these folders")
+
+
+def describe(*names: str) -> str:
+    return ", ".join(p for name in names for p in folder_paths.get_folder_paths(name))
+
+
+register(VIVIDZOO)
+register(MOTION)
