@@ -1,0 +1,79 @@
+"""Shipped workflows, checked offline against the node schemas of ComfyUI v0.12.1 (snapshot)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from workflow_schema import SNAPSHOT, WORKFLOWS, load, shipped_workflows, widget_problems, widget_values, widgets
+
+SCHEMAS = json.loads(SNAPSHOT.read_text())
+EXPECTED = {
+    "vividzoo_text_to_multiview_video", "vividzoo_multiview_video_upscaled", "vividzoo_long_video_context_windows",
+    "vividzoo_training_free_vs_aligned", "vividzoo_turntable_orbit",
+}
+
+
+def test_the_five_workflows_ship_with_thumbnails_and_api_copies():
+    assert {p.stem for p in shipped_workflows()} == EXPECTED
+    for name in EXPECTED:
+        assert (WORKFLOWS / f"{name}.jpg").stat().st_size > 5000
+        assert (WORKFLOWS / "api" / f"{name}.json").exists()
+
+
+@pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)
+def test_nodes_exist_and_widget_values_fit(path):
+    workflow = load(path)
+    for node in workflow["nodes"]:
+        assert node["type"] in SCHEMAS, f"{path.name}: node type {node['type']} would be missing"
+        assert not widget_problems(node, SCHEMAS[node["type"]]), widget_problems(node, SCHEMAS[node["type"]])
+
+
+@pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)
+def test_links_connect_matching_types(path):
+    workflow = load(path)
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    for link_id, source, source_slot, target, target_slot, link_type in workflow["links"]:
+        output_type = SCHEMAS[nodes[source]["type"]]["output"][source_slot]
+        target_input = nodes[target]["inputs"][target_slot]
+        assert target_input["link"] == link_id
+        schema = SCHEMAS[nodes[target]["type"]]["input"]
+        spec = {**schema.get("required", {}), **schema.get("optional", {})}[target_input["name"]]
+        assert output_type == link_type == spec[0], f"{path.name} link {link_id}: {output_type} -> {spec[0]}"
+    for node in workflow["nodes"]:
+        schema = SCHEMAS[node["type"]]["input"]
+        for name, spec in schema.get("required", {}).items():
+            if not widgets({"input": {"required": {name: spec}}}):
+                linked = [i for i in node.get("inputs", []) if i["name"] == name and i.get("link") is not None]
+                assert linked, f"{path.name}: required input {node['type']}.{name} is not connected"
+
+
+@pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)
+def test_api_copy_is_the_same_graph(path):
+    ui = load(path)
+    api = json.loads((WORKFLOWS / "api" / path.name).read_text())
+    assert {str(n["id"]): n["type"] for n in ui["nodes"]} == {k: v["class_type"] for k, v in api.items()}
+    links = {link[0]: link for link in ui["links"]}
+    for node in ui["nodes"]:
+        inputs = api[str(node["id"])]["inputs"]
+        for name, value in widget_values(node, SCHEMAS[node["type"]]).items():
+            assert inputs[name] == value, f"{path.name} node {node['id']}.{name}: UI {value!r}, API {inputs[name]!r}"
+        for entry in node.get("inputs", []):
+            if entry.get("link") is not None:
+                _, source, slot, *_ = links[entry["link"]]
+                assert inputs[entry["name"]] == [str(source), slot]
+
+
+def test_the_checker_rejects_bad_widget_values():
+    sampler = next(n for n in load(WORKFLOWS / "vividzoo_text_to_multiview_video.json")["nodes"]
+                   if n["type"] == "VividZoo_Sampler")
+    schema = SCHEMAS["VividZoo_Sampler"]
+    assert widget_problems(sampler, schema) == []
+    names = [name for name, _, _ in widgets(schema)]
+    for name, bad in (("steps", 0), ("sampler_name", "no_such_sampler"), ("beta_schedule", "cosine"),
+                      ("control_after_generate", "sometimes"), ("denoise", 1.5)):
+        broken = {**sampler, "widgets_values": list(sampler["widgets_values"])}
+        broken["widgets_values"][names.index(name)] = bad
+        assert widget_problems(broken, schema), name
+    short = {**sampler, "widgets_values": sampler["widgets_values"][:-1]}
+    assert "widget values, the schema has" in widget_problems(short, schema)[0]
