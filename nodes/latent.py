@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import comfy.model_management
 import torch
 from comfy_api.latest import io
 
 from ..vividzoo_core.layout import VideoLayout
+from ..vividzoo_core.memory import estimate_gb
 
 
 class EmptyMultiViewVideoLatent(io.ComfyNode):
@@ -18,7 +21,8 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
             category="VividZoo/latent",
             description="An empty latent batch of views x frames images, in the pack's order: frame by frame, the "
                         "views of a frame side by side (image f * views + v). The paper's setting is 4 views x 16 "
-                        "frames x 256 px; memory grows with views x frames x width x height.",
+                        "frames x 256 px (about 6-8 GB of GPU memory in fp16); memory grows with views x frames "
+                        "(per context window) x width x height, and the 'info' output estimates it.",
             inputs=[
                 io.Int.Input("views", default=4, min=1, max=16, tooltip="Camera views; must match the cameras."),
                 io.Int.Input("frames", default=16, min=1, max=1024,
@@ -26,7 +30,10 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
                 io.Int.Input("width", default=256, min=64, max=2048, step=8, tooltip="Image width in pixels (multiple of 8)."),
                 io.Int.Input("height", default=256, min=64, max=2048, step=8, tooltip="Image height in pixels (multiple of 8)."),
             ],
-            outputs=[io.Latent.Output(tooltip="views x frames empty latents for a Vivid-ZOO MODEL.")],
+            outputs=[
+                io.Latent.Output(tooltip="views x frames empty latents for a Vivid-ZOO MODEL."),
+                io.String.Output(display_name="info", tooltip="Image count and the GPU memory sampling needs (estimate)."),
+            ],
         )
 
     @classmethod
@@ -34,7 +41,12 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
         layout = VideoLayout(views, frames)
         samples = torch.zeros([layout.images, 4, height // 8, width // 8],
                               device=comfy.model_management.intermediate_device())
-        return io.NodeOutput({"samples": samples})
+        low, high = estimate_gb(views, min(frames, 32), width, height)
+        info = (f"{views} views x {frames} frames = {layout.images} images of {width}x{height}; sampling needs about "
+                f"{low:.0f}-{high:.0f} GB of GPU memory in fp16 (estimate"
+                f"{'; 32-frame context windows' if frames > 32 else ''})")
+        logging.info("Vivid-ZOO: %s", info)
+        return io.NodeOutput({"samples": samples}, info)
 
 
 NODES = [EmptyMultiViewVideoLatent]

@@ -129,9 +129,23 @@ class VividZooPipeline:
     @torch.no_grad()
     def generate(self, settings: GenerationSettings, cameras: CameraRig | None = None,
                  on_step: Callable[[int, int], None] = lambda step, total: None) -> MultiViewVideo:
+        """Text to multi-view video: :meth:`denoise`, then VAE decoding in chunks."""
         settings.check()
         layout = VideoLayout(settings.views, settings.frames)
         rig = (cameras or orbit(settings.views, settings.elevation, settings.azimuth_start)).for_layout(layout)
+        latents = self.denoise(settings, rig, on_step)
+        images = decode_latents(self.vae, latents)
+        frames = images.permute(0, 2, 3, 1).reshape(layout.frames, layout.views, settings.height, settings.width, 3)
+        info = {"generator": f"vividzoo {__version__}", **self.names, **asdict(settings)}
+        return MultiViewVideo(frames, rig, settings.fps, info)
+
+    @torch.no_grad()
+    def denoise(self, settings: GenerationSettings, rig: CameraRig,
+                on_step: Callable[[int, int], None] = lambda step, total: None) -> torch.Tensor:
+        """DDIM with classifier-free guidance from seeded noise; returns the final latents (layout order)."""
+        settings.check()
+        layout = VideoLayout(settings.views, settings.frames)
+        rig = rig.for_layout(layout)
         windows = self.context_windows(settings)
         scheduler = ddim_scheduler(settings.beta_schedule)
         scheduler.set_timesteps(settings.steps)
@@ -161,8 +175,4 @@ class VividZooPipeline:
                     f"(numeric overflow). Try --dtype bf16 or fp32, or a lower --cfg than {settings.cfg}"
                 )
             on_step(step + 1, settings.steps)
-
-        images = decode_latents(self.vae, latents)
-        frames = images.permute(0, 2, 3, 1).reshape(layout.frames, layout.views, settings.height, settings.width, 3)
-        info = {"generator": f"vividzoo {__version__}", **self.names, **asdict(settings)}
-        return MultiViewVideo(frames, rig, settings.fps, info)
+        return latents

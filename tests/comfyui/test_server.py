@@ -82,6 +82,15 @@ def test_text_to_multiview_video_runs(comfy_server, sampler):
     entry = comfy_server.run(graph(frames=5, sampler=sampler, prefix=f"VividZoo/{sampler}"))
     assert entry["status"]["status_str"] == "success", error_message(entry)
     assert saved_grid_frames(comfy_server, entry) == 5
+    preview = entry["outputs"]["11"]["images"][0]
+    webp = comfy_server.base / "output" / preview["subfolder"] / preview["filename"]
+    with av.open(str(webp).replace("_.webp", "_grid.mp4")) as container:
+        assert '"VividZoo_MVDreamCheckpointLoader"' in container.metadata["prompt"]  # the run's graph, embedded
+    from PIL import Image
+
+    assert any(str(v).startswith("prompt:") for v in Image.open(webp).getexif().values())
+    assert (webp.parent / preview["filename"].replace("_.webp", "_view03.mp4")).exists()
+    assert (webp.parent / preview["filename"].replace("_.webp", "_cameras.json")).exists()
 
 
 def test_long_video_uses_context_windows(comfy_server):

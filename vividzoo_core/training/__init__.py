@@ -1,0 +1,1 @@
+"""Training the alignment layers: dataset format and checks, the trainer, export."""
