@@ -1,4 +1,4 @@
-"""The ``vividzoo`` command: generate, demo, inspect, make-test-weights.
+"""The ``vividzoo`` command: generate, demo, inspect, make-test-weights, dataset, train.
 
 Errors about the user's input print one clear line and exit with status 2; no traceback.
 """
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     weights = commands.add_parser("make-test-weights", help="write random-weight files in the real formats")
     weights.add_argument("directory", type=Path)
     weights.add_argument("--full-size", action="store_true", help="real shapes (several GB) instead of tiny ones")
+    from .training.cli import add_training_commands
+
+    add_training_commands(commands)
     return parser
 
 
@@ -86,15 +89,21 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:48] or "prompt"
 
 
-def run_generation(args: argparse.Namespace, prompts: list[str], log: Callable[[str], None] = print) -> list[Path]:
+def quiet_diffusers() -> None:
+    """diffusers' notices about dtype casts are not the user's concern."""
     from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()
+
+
+def run_generation(args: argparse.Namespace, prompts: list[str], log: Callable[[str], None] = print) -> list[Path]:
     from tqdm import tqdm
 
     from .cameras import load_cameras, moving_orbit
     from .pipeline import GenerationSettings, VividZooPipeline
     from .video import save_video
 
-    diffusers_logging.set_verbosity_error()  # its dtype-cast notices are not the user's concern
+    quiet_diffusers()
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     pipeline = VividZooPipeline.from_files(args.mvdream, args.motion, args.alignment, args.device, args.dtype, log)
     rig = load_cameras(args.cameras) if args.cameras else None
@@ -147,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .synthetic_weights import write_test_weights
 
             write_test_weights(args.directory, full_size=args.full_size, log=print)
+        else:
+            return args.handler(args)
     except VividZooError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

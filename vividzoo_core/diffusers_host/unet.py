@@ -58,7 +58,10 @@ def build_unet(checkpoint: MVDreamCheckpoint):
 
 
 class _LayoutSlot:
-    """The layout of the batch being denoised, read by the attention processors and motion hooks."""
+    """The layout of the batch being denoised, read by the attention processors and motion hooks.
+
+    It stays set after the forward pass: gradient checkpointing recomputes attention during backward.
+    """
 
     layout: VideoLayout | None = None
 
@@ -124,8 +127,4 @@ class VividZooUNet(nn.Module):
         if self.motion is not None:
             self.motion.check_frames(layout.frames)
         self._slot.layout = layout
-        try:
-            return self.unet(sample, timestep, encoder_hidden_states=context,
-                             class_labels=cameras.to(sample.dtype)).sample
-        finally:
-            self._slot.layout = None
+        return self.unet(sample, timestep, encoder_hidden_states=context, class_labels=cameras.to(sample.dtype)).sample
