@@ -6,7 +6,9 @@ views x frames latents):
   motion    MVDream + AnimateDiff motion modules, alignment skipped (training-free)
   full      MVDream + motion modules + alignment layers (Vivid-ZOO)
 Goal: full / motion <= 1.03. Full-size shapes by default (random weights); absolute times only mean
-something on a GPU, so on the CPU read the ratios.
+something on a GPU, so on the CPU read the ratios. The three are timed in alternation, round after
+round, so drift of a busy machine hits all of them alike. The FLOP ratios (PyTorch's FLOP counter on
+the meta device, at the same shapes) are exact and do not depend on the machine.
 
     python bench/step_time.py [--tiny] [--views 4 --frames 16 --size 256] [--device cuda --dtype fp16]
 """
@@ -21,25 +23,44 @@ import time
 import torch
 
 from vividzoo_core.checkpoints import load_motion_module, load_mvdream
+from diffusers import UNet2DConditionModel
+
 from vividzoo_core.diffusers_host import VividZooUNet, build_unet
+from vividzoo_core.diffusers_host.unet import unet_config
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.network import MotionModuleSet
 from vividzoo_core.pipeline import resolve_device, resolve_dtype
 from vividzoo_core.synthetic_weights import write_test_weights
 
 
-def time_step(network, inputs, repeats: int, device: torch.device) -> float:
-    times = []
-    for _ in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with torch.no_grad():
-            network(*inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+def time_once(network, inputs, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    with torch.no_grad():
+        network(*inputs)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def flops(checkpoint, motion_checkpoint, layout: VideoLayout, latent: int, with_motion: bool, aligned: bool) -> int:
+    """Exact FLOPs of one guidance step, counted on the meta device (no memory, no arithmetic)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**unet_config(checkpoint.unet_shape))
+        modules = MotionModuleSet(motion_checkpoint.channels, motion_checkpoint.pe_length, "v2") if with_motion else None
+    if modules is not None:
+        modules.set_alignment_enabled(aligned)
+    network = VividZooUNet(unet, modules)
+    batch = 2 * layout.images
+    inputs = (torch.empty(batch, 4, latent, latent, device="meta"), torch.tensor(500, device="meta"),
+              torch.empty(batch, 77, checkpoint.unet_shape.context_dim, device="meta"),
+              torch.empty(batch, 16, device="meta"), layout)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        network(*inputs)
+    return counter.get_total_flops()
 
 
 def main() -> None:
@@ -61,6 +82,7 @@ def main() -> None:
         motion = load_motion_module(files.motion["v2"])
     unet = build_unet(checkpoint)
     modules = MotionModuleSet.from_checkpoint(motion)
+    modules.set_alignment_enabled(True)
     for parameter in modules.alignment_parameters():
         torch.nn.init.normal_(parameter, std=0.01)
     layout = VideoLayout(args.views, args.frames)
@@ -73,24 +95,37 @@ def main() -> None:
         torch.randn(batch, 16, device=device, dtype=dtype),
         layout,
     )
-    results = {}
     mvdream = VividZooUNet(unet).to(device, dtype)
-    results["mvdream"] = time_step(mvdream, inputs, args.repeats, device)
     full = VividZooUNet(build_unet(checkpoint), modules).to(device, dtype)
-    modules.set_alignment_enabled(False)
-    results["motion"] = time_step(full, inputs, args.repeats, device)
-    modules.set_alignment_enabled(True)
-    results["full"] = time_step(full, inputs, args.repeats, device)
+
+    def motion_only(*step_inputs):
+        modules.set_alignment_enabled(False)
+        return full(*step_inputs)
+
+    def aligned(*step_inputs):
+        modules.set_alignment_enabled(True)
+        return full(*step_inputs)
+
+    variants = {"mvdream": mvdream, "motion": motion_only, "full": aligned}
+    for network in variants.values():  # warm-up
+        time_once(network, inputs, device)
+    samples = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, network in variants.items():
+            samples[name].append(time_once(network, inputs, device))
+    results = {name: statistics.median(times) for name, times in samples.items()}
+    counted = {name: flops(checkpoint, motion, layout, latent, name != "mvdream", name == "full") for name in variants}
 
     shape = "tiny" if args.tiny else "full-size"
     print(f"{shape} network, {args.views} views x {args.frames} frames x {args.size} px, CFG batch {batch}, "
-          f"{device.type} {str(dtype).replace('torch.', '')}, median of {args.repeats}")
+          f"{device.type} {str(dtype).replace('torch.', '')}, median of {args.repeats} alternating rounds")
     for name, seconds in results.items():
-        print(f"  {name:8s} {seconds:8.3f} s/step")
-    print(f"  motion / mvdream = {results['motion'] / results['mvdream']:.3f}")
-    print(f"  full / motion    = {results['full'] / results['motion']:.3f}   (alignment cost; goal <= 1.03)")
-    print(f"  full / mvdream   = {results['full'] / results['mvdream']:.3f}")
-
+        print(f"  {name:8s} {seconds:8.3f} s/step  {counted[name] / 1e12:8.2f} TFLOP  "
+              f"(all: {[round(t, 3) for t in samples[name]]})")
+    print(f"  motion / mvdream = {results['motion'] / results['mvdream']:.3f} time, "
+          f"{counted['motion'] / counted['mvdream']:.3f} FLOPs")
+    print(f"  full / motion    = {results['full'] / results['motion']:.3f} time, "
+          f"{counted['full'] / counted['motion']:.4f} FLOPs   (alignment cost; goal <= 1.03)")
 
 if __name__ == "__main__":
     main()

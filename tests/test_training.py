@@ -177,3 +177,17 @@ def test_config_files_and_the_example(tmp_path, capsys):
     broken.write_text("steps = = 3")
     with pytest.raises(VividZooError, match="broken.toml is not valid TOML"):
         load_config(broken)
+
+
+def test_two_processes_through_accelerate_launch(weights, toy_data, tmp_path):
+    """The multi-GPU path (DDP via accelerate launch), exercised on the CPU with two processes."""
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps(settings(weights, toy_data, tmp_path / "run", steps=3, mixed_precision="bf16")))
+    launcher = Path(sys.executable).with_name("accelerate")
+    result = subprocess.run([str(launcher), "launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
+                             "--mixed_precision", "bf16", "--dynamo_backend", "no", "-m", "vividzoo_core.cli", "train",
+                             "--config", str(config)], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert len((tmp_path / "run" / "loss.csv").read_text().splitlines()) == 4
+    assert load_alignment(tmp_path / "run" / "alignment.safetensors").info["steps"] == 3

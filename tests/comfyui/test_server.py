@@ -171,3 +171,48 @@ def test_lora_loader_works_with_the_motion_modules(comfy_server):
         preview = entry["outputs"]["11"]["images"][0]
         outputs[name] = (comfy_server.base / "output" / preview["subfolder"] / preview["filename"]).read_bytes()
     assert outputs["lora"] != outputs["no_lora"]
+
+
+@pytest.mark.parametrize("sampler", ["KSamplerAdvanced", "SamplerCustom"])
+def test_stock_samplers_run_the_patched_model(comfy_server, sampler):
+    prompt = graph(frames=3, prefix=f"VividZoo/{sampler}")
+    common = {"model": ["8", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["7", 0], "cfg": 7.5}
+    if sampler == "KSamplerAdvanced":
+        prompt["9"] = {"class_type": "KSamplerAdvanced", "inputs": {
+            **common, "add_noise": "enable", "noise_seed": 3, "steps": 2, "sampler_name": "ddim",
+            "scheduler": "ddim_uniform", "start_at_step": 0, "end_at_step": 10000, "return_with_leftover_noise": "disable"}}
+    else:
+        prompt["12"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+        prompt["13"] = {"class_type": "BasicScheduler", "inputs": {"model": ["8", 0], "scheduler": "normal", "steps": 2,
+                                                                   "denoise": 1.0}}
+        prompt["9"] = {"class_type": "SamplerCustom", "inputs": {**common, "add_noise": True, "noise_seed": 3,
+                                                                 "sampler": ["12", 0], "sigmas": ["13", 0]}}
+    entry = comfy_server.run(prompt)
+    assert entry["status"]["status_str"] == "success", error_message(entry)
+    assert saved_grid_frames(comfy_server, entry) == 3
+
+
+def test_view_nodes_feed_stock_image_nodes_and_the_vae_works_both_ways(comfy_server):
+    prompt = graph(frames=3, prefix="VividZoo/views")
+    prompt["12"] = {"class_type": "VividZoo_SelectView", "inputs": {"images": ["10", 0], "views": 4, "view": 2}}
+    prompt["13"] = {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["12", 0], "filename_prefix": "VividZoo/view2",
+                                                                "fps": 8.0, "lossless": False, "quality": 80,
+                                                                "method": "default"}}
+    prompt["14"] = {"class_type": "VividZoo_ViewsToGrid", "inputs": {"images": ["10", 0], "views": 4, "columns": 2}}
+    prompt["15"] = {"class_type": "PreviewImage", "inputs": {"images": ["14", 0]}}
+    prompt["16"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["14", 0], "vae": ["1", 2]}}
+    prompt["17"] = {"class_type": "VAEDecodeTiled", "inputs": {"samples": ["16", 0], "vae": ["1", 2], "tile_size": 64,
+                                                               "overlap": 32, "temporal_size": 64, "temporal_overlap": 8}}
+    prompt["18"] = {"class_type": "PreviewImage", "inputs": {"images": ["17", 0]}}
+    entry = comfy_server.run(prompt)
+    assert entry["status"]["status_str"] == "success", error_message(entry)
+    from PIL import Image
+
+    saved = entry["outputs"]["13"]["images"][0]
+    webp = Image.open(comfy_server.base / "output" / saved["subfolder"] / saved["filename"])
+    assert webp.n_frames == 3 and webp.size == (64, 64)
+    grids = entry["outputs"]["15"]["images"]
+    assert len(grids) == 3
+    grid = Image.open(comfy_server.base / "temp" / grids[0]["subfolder"] / grids[0]["filename"])
+    assert grid.size == (128, 128)  # 2 x 2 views of 64 px
+    assert len(entry["outputs"]["18"]["images"]) == 3
