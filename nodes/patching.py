@@ -94,11 +94,11 @@ def patch_vividzoo(model, cameras: CameraRig, motion: LoadedMotionModule | None 
         patched.remove_wrappers_with_key(wrapper_type, KEY)
         patched.add_wrapper_with_key(wrapper_type, KEY, wrapper)
     if beta_schedule is not None:
-        patched.add_object_patch("model_sampling", beta_schedule_sampling(patched, beta_schedule))
+        patched.add_object_patch("model_sampling", beta_schedule_sampling(beta_schedule))
     return patched
 
 
-def beta_schedule_sampling(model, schedule: str):
+def beta_schedule_sampling(schedule: str):
     """ComfyUI ``model_sampling`` for one of our named schedules (epsilon prediction)."""
     check_beta_schedule(schedule)
 
@@ -117,7 +117,6 @@ class _SamplingConfig:
 def add_context_windows(model, views: int, window_frames: int, overlap_frames: int):
     """Sliding windows of whole frames (all views together) through ComfyUI's context-window handler."""
     overlap = min(overlap_frames, window_frames - 1)
-    frame_windows(window_frames, window_frames, overlap)  # validates the numbers
     handler = comfy.context_windows.IndexListContextHandler(
         comfy.context_windows.ContextSchedule("vividzoo_frames", _frame_window_schedule),
         comfy.context_windows.ContextFuseMethod("vividzoo_pyramid", functools.partial(_frame_window_weights, views)),
@@ -167,9 +166,8 @@ def _with_layout_and_cameras(executor, x, timesteps, context, y, control, transf
     frames = _frames_in_call(transformer_options, settings, x.shape[0])
     layout = VideoLayout(settings.views, len(frames))
     copies = layout.copies(x.shape[0])
-    total = settings.frames or max(frames) + 1
-    cameras = settings.cameras.for_layout(VideoLayout(settings.views, total)).embedding_input()
-    cameras = cameras[VideoLayout(settings.views, total).batch_indices(frames, 1)]
+    video = VideoLayout(settings.views, settings.frames or max(frames) + 1)
+    cameras = settings.cameras.for_layout(video).embedding_input()[video.batch_indices(frames, 1)]
     y = cameras.repeat(copies, 1).to(device=x.device, dtype=x.dtype)
     return executor(x, timesteps, context, y, control, {**transformer_options, LAYOUT_KEY: layout}, **kwargs)
 

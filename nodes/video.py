@@ -15,7 +15,7 @@ import torch
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, Types, io, ui
 
-from ..vividzoo_core.cameras import transforms_json
+from ..vividzoo_core.cameras import CameraRig, transforms_json
 from ..vividzoo_core.errors import VividZooError
 from ..vividzoo_core.layout import VideoLayout
 from ..vividzoo_core.video import frame_name, views_to_grid, write_mp4
@@ -83,11 +83,11 @@ class MultiViewVideoCombine(io.ComfyNode):
         if save_view_videos:
             for v in range(views):
                 write_mp4(f"{base}view{v:02d}.mp4", iter(frames[:, v]), fps, metadata=metadata)
-        if cameras is not None:
-            rig = cameras.for_layout(VideoLayout(views, frames.shape[0]))
+        rig = cameras.for_layout(VideoLayout(views, frames.shape[0])) if cameras is not None else None
+        if rig is not None:
             rig.save(base + "cameras.json")
         if save_frames:
-            cls._save_frames(frames, base + "frames", cameras is not None and rig)
+            cls._save_frames(frames, base + "frames", rig)
         video = InputImpl.VideoFromComponents(Types.VideoComponents(images=grid, frame_rate=Fraction(round(fps * 1000), 1000)))
         return io.NodeOutput(grid, video, ui=ui.SavedImages([preview], is_animated=True))
 
@@ -101,7 +101,7 @@ class MultiViewVideoCombine(io.ComfyNode):
         return metadata
 
     @staticmethod
-    def _save_frames(frames: torch.Tensor, folder: str, rig) -> None:
+    def _save_frames(frames: torch.Tensor, folder: str, rig: CameraRig | None) -> None:
         from PIL import Image
 
         from ..vividzoo_core.video import to_uint8
@@ -110,7 +110,7 @@ class MultiViewVideoCombine(io.ComfyNode):
         for f in range(frames.shape[0]):
             for v in range(frames.shape[1]):
                 Image.fromarray(to_uint8(frames[f, v, ..., :3])).save(os.path.join(folder, frame_name(f, v)))
-        if rig:
+        if rig is not None:
             data = transforms_json(rig, frames.shape[3], frames.shape[2], frame_name)
             with open(os.path.join(folder, "transforms.json"), "w") as handle:
                 json.dump(data, handle, indent=1)
