@@ -101,6 +101,7 @@ class MotionModuleLoader(io.ComfyNode):
     def execute(cls, model_name: str) -> io.NodeOutput:
         checkpoint = load_motion_module(full_path(model_name, MOTION))
         modules = MotionModuleSet.from_checkpoint(checkpoint, ops=comfy.ops.manual_cast, attention=comfy_attention)
+        modules.load_alignment(None)  # trained alignment arrives as weight patches (see patching.py)
         modules = modules.requires_grad_(False).eval().to(mm.unet_dtype())
         patcher = comfy.model_patcher.ModelPatcher(modules, load_device=mm.get_torch_device(),
                                                    offload_device=mm.unet_offload_device())

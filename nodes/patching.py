@@ -6,8 +6,9 @@ On a clone of the MODEL:
   ADM embedding), for whatever slice of the video the call holds;
 - motion modules: injected after each attention (or res block) at AnimateDiff's 21 places, run
   through a ``forward_timestep_embed_patch``, and loaded/offloaded with the UNet as an additional
-  model; alignment weights are weight patches on that motion-module model (like a LoRA), so one
-  loaded motion module serves aligned and training-free MODELs side by side;
+  model; trained alignment is applied as weight patches (like a LoRA) that add it into the
+  ``proj_in`` / ``proj_out`` it runs beside (the same result, at no run-time cost), so one loaded
+  motion module serves aligned and training-free MODELs side by side, in any VRAM mode;
 - an OUTER_SAMPLE wrapper checks the latent against views, cameras and the motion module's frame
   limit before the first step, and records the frame count for the run;
 - the paper's beta schedule as a ``model_sampling`` object patch.
@@ -33,7 +34,7 @@ from ..vividzoo_core.context_windows import frame_windows, window_weights
 from ..vividzoo_core.errors import VividZooError
 from ..vividzoo_core.layout import VideoLayout
 from ..vividzoo_core.network.attention import multiview_attention
-from ..vividzoo_core.network.motion_module import MotionModule
+from ..vividzoo_core.network.motion_module import MotionModule, alignment_as_projection_deltas
 from ..vividzoo_core.schedules import BETA_END, BETA_START, check_beta_schedule
 from .mvdream_model import is_mvdream_model
 from .types import LoadedAlignment, LoadedMotionModule
@@ -223,9 +224,10 @@ def _frame_window_weights(views: int, length: int, **kwargs) -> list[float]:
 def _add_motion_modules(patched, motion: LoadedMotionModule, alignment) -> None:
     motion_patcher = motion.patcher.clone()
     if alignment is not None:
-        motion_patcher.add_patches({key: (weight,) for key, weight in alignment.weights.items()}, 1.0)
+        deltas = alignment_as_projection_deltas(alignment.weights)
+        motion_patcher.add_patches({key: (delta,) for key, delta in deltas.items()}, 1.0)
     patched.set_additional_models(KEY, [motion_patcher])
-    patched.set_attachments(KEY, (motion_patcher, alignment is not None))
+    patched.set_attachments(KEY, motion_patcher)
     patched.set_injections(KEY, [comfy.patcher_extension.PatcherInjection(_inject, _eject)])
     patches = patched.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
     if not any(handler is _run_motion_module for _, handler in patches):
@@ -233,13 +235,12 @@ def _add_motion_modules(patched, motion: LoadedMotionModule, alignment) -> None:
 
 
 def _inject(patcher) -> None:
-    motion_patcher, aligned = patcher.get_attachment(KEY)
+    motion_patcher = patcher.get_attachment(KEY)
     unet = patcher.model.diffusion_model
     _remove_motion_modules(unet)
     for site, module in motion_patcher.model.sites():
         block = _host_block(unet, site)
         block.insert(_insert_position(block, site), module)
-        module.temporal_transformer.use_alignment = aligned
 
 
 def _eject(patcher) -> None:

@@ -201,3 +201,19 @@ def test_training_free_mode_skips_alignment_with_the_same_result(motion):
     modules.load_alignment(None)
     assert not module.temporal_transformer.use_alignment
     assert torch.equal(module(x, layout), with_zero_alignment)
+
+
+def test_folding_the_alignment_into_the_projections_gives_the_same_output(motion):
+    trained = MotionModuleSet.from_checkpoint(motion)
+    for parameter in trained.alignment_parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    folded = MotionModuleSet.from_checkpoint(motion)
+    folded.fold_alignment(trained.alignment_state_dict())
+    layout = VideoLayout(4, 3)
+    x = torch.randn(2 * layout.images, 64, 4, 4)
+    site = "up_blocks.1.motion_modules.0"
+    module, folded_module = dict(trained.sites())[site], dict(folded.sites())[site]
+    assert not folded_module.temporal_transformer.use_alignment
+    torch.testing.assert_close(folded_module(x, layout), module(x, layout), atol=2e-5, rtol=1e-5)
+    plain = MotionModuleSet.from_checkpoint(motion)
+    assert not torch.allclose(dict(plain.sites())[site](x, layout), module(x, layout), atol=1e-3)

@@ -102,7 +102,10 @@ class VividZooPipeline:
         for notice in notices:
             log(f"note: {notice}")
         modules = MotionModuleSet.from_checkpoint(motion_checkpoint)
-        modules.load_alignment(alignment_checkpoint.weights if alignment_checkpoint else None)
+        if alignment_checkpoint:
+            modules.fold_alignment(alignment_checkpoint.weights)  # free at run time; same result
+        else:
+            modules.load_alignment(None)
         network = VividZooUNet(build_unet(checkpoint), modules.requires_grad_(False)).eval()
         tokenizer = clip_tokenizer(checkpoint.text_shape.kind)
         names = {"mvdream": Path(mvdream).name, "motion_module": Path(motion).name,

@@ -29,7 +29,21 @@ from ..layout import VideoLayout
 from .attention import AttentionFunction, sdpa_attention
 
 ALIGNMENT_LAYERS = ("align_3d_to_2d", "align_2d_to_3d")
+PROJECTION_OF = {"align_3d_to_2d": "proj_in", "align_2d_to_3d": "proj_out"}
 MOTION_HEADS = 8
+
+
+def alignment_as_projection_deltas(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Alignment weights re-keyed as changes to ``proj_in`` / ``proj_out``.
+
+    Each alignment layer runs beside a projection on the same input, so at inference
+    ``proj(x) + align(x) == (proj + align)(x)``: added into the projection, it costs nothing.
+    """
+    deltas = {}
+    for key, value in weights.items():
+        layer = key.rsplit(".", 2)[-2]
+        deltas[key.replace(f".{layer}.", f".{PROJECTION_OF[layer]}.")] = value
+    return deltas
 
 
 def sinusoidal_position_encoding(length: int, channels: int) -> torch.Tensor:
@@ -256,6 +270,14 @@ class MotionModuleSet(nn.Module):
                 else:
                     target.copy_(weights[key])
         self.set_alignment_enabled(weights is not None)
+
+    def fold_alignment(self, weights: dict[str, torch.Tensor]) -> None:
+        """For inference: adds alignment weights into proj_in / proj_out; the alignment layers then stay off."""
+        state = self.state_dict()
+        with torch.no_grad():
+            for key, delta in alignment_as_projection_deltas(weights).items():
+                state[key].add_(delta.to(state[key].dtype))
+        self.load_alignment(None)
 
     def set_alignment_enabled(self, enabled: bool) -> None:
         """Whether the alignment layers are computed; training needs them even while they are zero."""
