@@ -47,19 +47,19 @@ def time_once(network, inputs, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def flops(checkpoint, motion_checkpoint, layout: VideoLayout, latent: int, with_motion: bool, aligned: bool) -> int:
+def flops(shape, channels: dict[str, int], layout: VideoLayout, latent: int, with_motion: bool, aligned: bool) -> int:
     """Exact FLOPs of one guidance step, counted on the meta device (no memory, no arithmetic)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**unet_config(checkpoint.unet_shape))
-        modules = MotionModuleSet(motion_checkpoint.channels, motion_checkpoint.pe_length, "v2") if with_motion else None
+        unet = UNet2DConditionModel(**unet_config(shape))
+        modules = MotionModuleSet(channels, 32, "v2") if with_motion else None
     if modules is not None:
         modules.set_alignment_enabled(aligned)
     network = VividZooUNet(unet, modules)
     batch = 2 * layout.images
     inputs = (torch.empty(batch, 4, latent, latent, device="meta"), torch.tensor(500, device="meta"),
-              torch.empty(batch, 77, checkpoint.unet_shape.context_dim, device="meta"),
+              torch.empty(batch, 77, shape.context_dim, device="meta"),
               torch.empty(batch, 16, device="meta"), layout)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         network(*inputs)
@@ -83,48 +83,57 @@ def main() -> None:
         files = write_test_weights(folder, full_size=not args.tiny)
         checkpoint = load_mvdream(files.mvdream)
         motion = load_motion_module(files.motion["v2"])
-    unet = build_unet(checkpoint)
+    mvdream = VividZooUNet(build_unet(checkpoint)).to(device, dtype)
     modules = MotionModuleSet.from_checkpoint(motion)
-    modules.set_alignment_enabled(True)
+    full = VividZooUNet(build_unet(checkpoint), modules).to(device, dtype)
+    shape, channels = checkpoint.unet_shape, motion.channels
+    del checkpoint, motion  # only two networks stay in memory: the full size must fit a 24 GB machine
     for parameter in modules.alignment_parameters():
         torch.nn.init.normal_(parameter, std=0.01)
+    alignment = {k: v.clone() for k, v in modules.alignment_state_dict().items()}
+    projections = {k: v.clone() for k, v in modules.state_dict().items() if ".proj_" in k}
     layout = VideoLayout(args.views, args.frames)
     batch = 2 * layout.images
     latent = args.size // 8
     inputs = (
         torch.randn(batch, 4, latent, latent, device=device, dtype=dtype),
         torch.tensor(500, device=device),
-        torch.randn(batch, 77, checkpoint.unet_shape.context_dim, device=device, dtype=dtype),
+        torch.randn(batch, 77, shape.context_dim, device=device, dtype=dtype),
         torch.randn(batch, 16, device=device, dtype=dtype),
         layout,
     )
-    mvdream = VividZooUNet(unet).to(device, dtype)
-    full = VividZooUNet(build_unet(checkpoint), modules).to(device, dtype)
 
-    def motion_only(*step_inputs):
-        modules.set_alignment_enabled(False)
-        return full(*step_inputs)
+    def unfolded(enabled: bool):
+        def prepare() -> None:
+            modules.load_state_dict(projections, strict=False)
+            modules.load_alignment(alignment)
+            modules.set_alignment_enabled(enabled)
+        return prepare
 
-    def aligned(*step_inputs):
-        modules.set_alignment_enabled(True)
-        return full(*step_inputs)
+    def folded() -> None:
+        unfolded(False)()
+        modules.fold_alignment(alignment)
 
-    folded_modules = MotionModuleSet.from_checkpoint(motion)
-    folded_modules.fold_alignment(modules.alignment_state_dict())
-    folded = VividZooUNet(build_unet(checkpoint), folded_modules).to(device, dtype)
-    variants = {"mvdream": mvdream, "motion": motion_only, "full": aligned, "folded": folded}
-    for network in variants.values():  # warm-up
+    # (set-up outside the timed call, network): one set of weights serves every motion variant
+    variants = {"mvdream": (lambda: None, mvdream), "motion": (unfolded(False), full), "full": (unfolded(True), full),
+                "folded": (folded, full)}
+    for prepare, network in variants.values():  # warm-up
+        prepare()
         time_once(network, inputs, device)
     samples = {name: [] for name in variants}
     for _ in range(args.repeats):
-        for name, network in variants.items():
+        for name, (prepare, network) in variants.items():
+            prepare()
             samples[name].append(time_once(network, inputs, device))
     results = {name: statistics.median(times) for name, times in samples.items()}
-    counted = {name: flops(checkpoint, motion, layout, latent, name != "mvdream", name == "full") for name in variants}
-    torch.testing.assert_close(folded(*inputs), full(*inputs), atol=1e-3, rtol=1e-3)  # same network
+    with torch.no_grad():
+        folded()
+        folded_output = full(*inputs)
+        unfolded(True)()
+        torch.testing.assert_close(folded_output, full(*inputs), atol=1e-3, rtol=1e-3)  # the same network
+    counted = {name: flops(shape, channels, layout, latent, name != "mvdream", name == "full") for name in variants}
 
-    shape = "tiny" if args.tiny else "full-size"
-    print(f"{shape} network, {args.views} views x {args.frames} frames x {args.size} px, CFG batch {batch}, "
+    print(f"{'tiny' if args.tiny else 'full-size'} network, {args.views} views x {args.frames} frames x {args.size} px, CFG batch {batch}, "
           f"{device.type} {str(dtype).replace('torch.', '')}, median of {args.repeats} alternating rounds")
     for name, seconds in results.items():
         print(f"  {name:8s} {seconds:8.3f} s/step  {counted[name] / 1e12:8.2f} TFLOP  "
