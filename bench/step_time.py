@@ -9,9 +9,10 @@ views x frames latents):
   folded    the same network with the alignment added into proj_in / proj_out, as the pipeline
             and the ComfyUI nodes sample with it (identical outputs)
 Goal: the alignment costs at most 3% of a step: full / motion <= 1.03 (folded / motion: 1). Full-size shapes by default (random weights); absolute times only mean
-something on a GPU, so on the CPU read the ratios. The three are timed in alternation, round after
-round, so drift of a busy machine hits all of them alike. The FLOP ratios (PyTorch's FLOP counter on
-the meta device, at the same shapes) are exact and do not depend on the machine.
+something on a GPU, so on the CPU read the ratios. The variants are timed in alternation, round after
+round, so drift of a busy machine hits all of them alike; still, a CPU's run-to-run noise (a few
+percent) is as large as the alignment's share. The FLOP ratios (PyTorch's FLOP counter on the meta
+device, at the same shapes) are exact and do not depend on the machine.
 
     python bench/step_time.py [--tiny] [--views 4 --frames 16 --size 256] [--device cuda --dtype fp16]
 """
