@@ -19,6 +19,20 @@ def beta_schedule_input() -> io.Combo.Input:
                           tooltip=BETA_SCHEDULE_TOOLTIP)
 
 
+def video_model_inputs() -> list:
+    """The MVDream MODEL, motion module and cameras every Vivid-ZOO sampling node starts from."""
+    return [
+        io.Model.Input("model", tooltip="MODEL from 'Vivid-ZOO MVDream Checkpoint Loader' (LoRAs allowed)."),
+        MotionModule.Input("motion_module", tooltip="From 'Vivid-ZOO Motion Module Loader'."),
+        Cameras.Input("cameras", tooltip="Camera poses; their view count must match the latent's views."),
+    ]
+
+
+def alignment_input() -> io.Input:
+    return Alignment.Input("alignment", optional=True,
+                           tooltip="From 'Vivid-ZOO Alignment Loader'; unconnected: training-free.")
+
+
 class ApplyVividZoo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -33,14 +47,7 @@ class ApplyVividZoo(io.ComfyNode):
                 "LoRA loaders for SD 1.5 work before or after it. For videos longer than the motion module's "
                 "limit use 'Vivid-ZOO Sampler' (context windows)."
             ),
-            inputs=[
-                io.Model.Input("model", tooltip="MODEL from 'Vivid-ZOO MVDream Checkpoint Loader'."),
-                MotionModule.Input("motion_module", tooltip="From 'Vivid-ZOO Motion Module Loader'."),
-                Cameras.Input("cameras", tooltip="Camera poses; their view count must match the latent's views."),
-                beta_schedule_input(),
-                Alignment.Input("alignment", optional=True,
-                                tooltip="From 'Vivid-ZOO Alignment Loader'; unconnected: training-free."),
-            ],
+            inputs=[*video_model_inputs(), beta_schedule_input(), alignment_input()],
             outputs=[io.Model.Output(tooltip="The multi-view video MODEL.")],
         )
 

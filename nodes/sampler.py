@@ -7,9 +7,8 @@ from comfy_api.latest import io
 
 from ..vividzoo_core.errors import VividZooError
 from ..vividzoo_core.pipeline import DEFAULT_CONTEXT_OVERLAP
-from .apply import beta_schedule_input
+from .apply import alignment_input, beta_schedule_input, video_model_inputs
 from .patching import add_context_windows, check_video, patch_vividzoo
-from .types import Alignment, Cameras, MotionModule
 
 
 class VividZooSampler(io.ComfyNode):
@@ -26,9 +25,7 @@ class VividZooSampler(io.ComfyNode):
                 "windows of whole frames. Checks views x frames and the cameras before the first step."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="MODEL from 'Vivid-ZOO MVDream Checkpoint Loader' (LoRAs allowed)."),
-                MotionModule.Input("motion_module", tooltip="From 'Vivid-ZOO Motion Module Loader'."),
-                Cameras.Input("cameras", tooltip="Camera poses; their view count must match the latent's views."),
+                *video_model_inputs(),
                 io.Conditioning.Input("positive", tooltip="Prompt, e.g. 'a corgi running, 3d asset'."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt (the paper: empty)."),
                 io.Latent.Input("latent_image", tooltip="From 'Empty Multi-View Video Latent' (views x frames)."),
@@ -49,8 +46,7 @@ class VividZooSampler(io.ComfyNode):
                              tooltip="Frames shared by neighbouring context windows (blended smoothly)."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="1.0 for text to video; lower keeps more of an input latent."),
-                Alignment.Input("alignment", optional=True,
-                                tooltip="From 'Vivid-ZOO Alignment Loader'; unconnected: training-free."),
+                alignment_input(),
             ],
             outputs=[io.Latent.Output(tooltip="The denoised multi-view video latents (views x frames).")],
         )
