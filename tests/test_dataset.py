@@ -149,7 +149,7 @@ def test_epoch_sampler_resumes_and_shards():
     fresh = EpochSampler(10, seed=1)
     stream = list(itertools.islice(iter(fresh), 25))
     assert sorted(i for e, i in stream[:10]) == list(range(10)) and stream[10][0] == 1
-    resumed = EpochSampler(10, seed=1, epoch=1, position=3)
+    resumed = EpochSampler(10, seed=1, start=13)  # one epoch of 10, then 3 more
     assert list(itertools.islice(iter(resumed), 12)) == stream[13:25]
     shards = [list(itertools.islice(iter(EpochSampler(10, seed=1, rank=r, processes=3)), 3)) for r in range(3)]
     assert len({key for shard in shards for key in shard}) == 9

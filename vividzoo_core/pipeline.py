@@ -132,8 +132,7 @@ class VividZooPipeline:
     @torch.no_grad()
     def generate(self, settings: GenerationSettings, cameras: CameraRig | None = None,
                  on_step: Callable[[int, int], None] = lambda step, total: None) -> MultiViewVideo:
-        """Text to multi-view video: :meth:`denoise`, then VAE decoding in chunks."""
-        settings.check()
+        """Text to multi-view video: :meth:`denoise` (which checks the settings), then VAE decoding in chunks."""
         layout = VideoLayout(settings.views, settings.frames)
         rig = (cameras or orbit(settings.views, settings.elevation, settings.azimuth_start)).for_layout(layout)
         latents = self.denoise(settings, rig, on_step)

@@ -222,14 +222,14 @@ class MultiViewVideoDataset(torch.utils.data.Dataset):
 class EpochSampler(torch.utils.data.Sampler):
     """Endless ``(epoch, index)`` keys: a fresh permutation per epoch, this process's equal share of it.
 
-    The position (epoch, samples taken) is the whole state, so a run resumes exactly where it stopped.
-    Each process takes ``size // processes`` samples an epoch (the remainder waits for the next epoch).
+    The samples this process has already taken are the whole state (``start``), so a run resumes
+    exactly where it stopped. Each process takes ``size // processes`` samples an epoch (the remainder
+    waits for the next epoch).
     """
 
-    def __init__(self, size: int, seed: int, rank: int = 0, processes: int = 1, epoch: int = 0,
-                 position: int = 0) -> None:
+    def __init__(self, size: int, seed: int, rank: int = 0, processes: int = 1, start: int = 0) -> None:
         self.size, self.seed, self.rank, self.processes = size, seed, rank, processes
-        self.epoch, self.position = epoch, position
+        self.epoch, self.position = divmod(start, len(self))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         while True:

@@ -159,10 +159,9 @@ class Trainer:
 
     def data_loader(self) -> torch.utils.data.DataLoader:
         """Resumes at the exact sample the last completed step stopped at."""
-        per_epoch = len(self.objects) // self.accelerator.num_processes
         taken = self.step * self.micro_batch * self.config.gradient_accumulation_steps
         sampler = EpochSampler(len(self.objects), self.config.seed, self.accelerator.process_index,
-                               self.accelerator.num_processes, epoch=taken // per_epoch, position=taken % per_epoch)
+                               self.accelerator.num_processes, start=taken)
         return torch.utils.data.DataLoader(self.dataset, batch_size=self.micro_batch, sampler=sampler,
                                            num_workers=self.config.num_workers,
                                            pin_memory=self.accelerator.device.type == "cuda")
