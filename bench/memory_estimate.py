@@ -20,7 +20,8 @@ from vividzoo_core.diffusers_host.unet import unet_config
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.memory import GB, LiveTensorBytes, estimate_gb, flash_attention_model
 from vividzoo_core.network import MotionModuleSet
-from vividzoo_core.synthetic_weights import FULL_SD15, PE_LENGTHS
+from vividzoo_core.checkpoints.motion import POSITION_ENCODING_LENGTHS
+from vividzoo_core.synthetic_weights import FULL_SD15
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -46,7 +47,7 @@ def main() -> None:
     shape = FULL_SD15.unet
     with torch.device("meta"):
         unet = UNet2DConditionModel(**unet_config(shape))
-        motion = MotionModuleSet(expected_motion_channels(shape), PE_LENGTHS["v2"], "v2")
+        motion = MotionModuleSet(expected_motion_channels(shape), POSITION_ENCODING_LENGTHS["v2"], "v2")
         vae = AutoencoderKL(block_out_channels=list(FULL_SD15.vae.block_channels), layers_per_block=2,
                             down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
     network = VividZooUNet(unet, motion).to(dtype).eval()

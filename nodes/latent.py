@@ -8,6 +8,7 @@ import comfy.model_management
 import torch
 from comfy_api.latest import io
 
+from ..vividzoo_core.checkpoints.motion import POSITION_ENCODING_LENGTHS
 from ..vividzoo_core.layout import VideoLayout
 from ..vividzoo_core.memory import estimate_gb
 
@@ -41,10 +42,11 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
         layout = VideoLayout(views, frames)
         samples = torch.zeros([layout.images, 4, height // 8, width // 8],
                               device=comfy.model_management.intermediate_device())
-        low, high = estimate_gb(views, min(frames, 32), width, height)
+        window = POSITION_ENCODING_LENGTHS["v2"]  # frames denoised at once with the paper's motion module
+        low, high = estimate_gb(views, min(frames, window), width, height)
         info = (f"{views} views x {frames} frames = {layout.images} images of {width}x{height}; sampling needs about "
                 f"{low:.0f}-{high:.0f} GB of GPU memory in fp16 (estimate"
-                f"{'; 32-frame context windows' if frames > 32 else ''})")
+                f"{f'; {window}-frame context windows' if frames > window else ''})")
         logging.info("Vivid-ZOO: %s", info)
         return io.NodeOutput({"samples": samples}, info)
 

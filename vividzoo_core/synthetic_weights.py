@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from .checkpoints.alignment import alignment_checkpoint, save_alignment
+from .checkpoints.motion import POSITION_ENCODING_LENGTHS
 from .checkpoints.mvdream import (
     CLIP_PREFIX, OPEN_CLIP_PREFIX, SD15, SD21, UNET_PREFIX, VAE_PREFIX, TextEncoderShape, UNetShape, VaeShape,
 )
@@ -46,7 +47,6 @@ TINY_SD21 = ModelSizes(
 FULL_SD15 = ModelSizes(
     _unet(SD15, 320, (1, 2, 4, 4), 768), VaeShape(128, (1, 2, 4, 4), 2, 4), TextEncoderShape("clip", 768, 12, 3072, 49408, 77)
 )
-PE_LENGTHS = {"v1": 24, "v2": 32, "v3": 32}
 
 
 # -- key layouts ---------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def open_clip_text_spec(shape: TextEncoderShape) -> Spec:
 def motion_module_spec(version: str, block_channels: tuple[int, ...]) -> Spec:
     """AnimateDiff motion-module names: 2 per down level, 3 per up level, plus a mid module in v2."""
     spec: Spec = {}
-    pe_length = PE_LENGTHS[version]
+    pe_length = POSITION_ENCODING_LENGTHS[version]
     sites = [(f"down_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(block_channels) for j in range(2)]
     if version == "v2":
         sites.append(("mid_block.motion_modules.0", block_channels[-1]))

@@ -21,6 +21,8 @@ MOTION_DOWNLOAD_HINT = (
     "Vivid-ZOO needs an AnimateDiff motion module for Stable Diffusion 1.5: mm_sd_v15_v2.ckpt (v2, "
     "the paper's), or mm_sd_v14 / mm_sd_v15 (v1), v3_sd15_mm (v3), in ComfyUI/models/animatediff_models"
 )
+# Frames each version sees at once: the length of its position encoding (``pos_encoder.pe``).
+POSITION_ENCODING_LENGTHS = {"v1": 24, "v2": 32, "v3": 32}
 VERSION_NAMES = {
     "v1": "AnimateDiff v1 (mm_sd_v14 / mm_sd_v15)",
     "v2": "AnimateDiff v2 (mm_sd_v15_v2)",
@@ -96,9 +98,9 @@ def parse_motion_module(loaded: LoadedFile) -> MotionModuleCheckpoint:
         )
     if "mid_block.motion_modules.0" in channels:
         version = "v2"
-    elif pe_length == 24:
+    elif pe_length == POSITION_ENCODING_LENGTHS["v1"]:
         version = "v1"
-    elif pe_length == 32:
+    elif pe_length == POSITION_ENCODING_LENGTHS["v3"]:
         version = "v3"
     else:
         raise CheckpointError(
