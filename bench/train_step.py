@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from vividzoo_core.cli import quiet_diffusers
+from vividzoo_core.diffusers_host import quiet_diffusers
 from vividzoo_core.synthetic_weights import write_test_weights
 from vividzoo_core.training.config import config_from_dict
-from vividzoo_core.training.toy_dataset import make_toy_dataset
+from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.training.trainer import Trainer
 
 

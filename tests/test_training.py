@@ -17,7 +17,7 @@ from vividzoo_core.checkpoints import load_alignment
 from vividzoo_core.cli import main
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.training.config import TrainingConfig, config_from_dict, load_config
-from vividzoo_core.training.toy_dataset import make_toy_dataset
+from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.training.trainer import Trainer, latest_checkpoint
 
 

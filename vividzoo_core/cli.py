@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     weights = commands.add_parser("make-test-weights", help="write random-weight files in the real formats")
     weights.add_argument("directory", type=Path)
     weights.add_argument("--full-size", action="store_true", help="real shapes (several GB) instead of tiny ones")
+    from .data.cli import add_dataset_commands
     from .training.cli import add_training_commands
 
+    add_dataset_commands(commands)
     add_training_commands(commands)
     return parser
 
@@ -89,17 +91,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:48] or "prompt"
 
 
-def quiet_diffusers() -> None:
-    """diffusers' notices about dtype casts are not the user's concern."""
-    from diffusers.utils import logging as diffusers_logging
-
-    diffusers_logging.set_verbosity_error()
-
-
 def run_generation(args: argparse.Namespace, prompts: list[str], log: Callable[[str], None] = print) -> list[Path]:
     from tqdm import tqdm
 
     from .cameras import load_cameras, moving_orbit
+    from .diffusers_host import quiet_diffusers
     from .pipeline import GenerationSettings, VividZooPipeline
     from .video import save_video
 

@@ -6,5 +6,12 @@ from .vae import build_vae, decode_latents, encode_images
 
 __all__ = [
     "VividZooUNet", "build_text_encoder", "build_unet", "build_vae", "clip_tokenizer", "decode_latents",
-    "encode_images",
+    "encode_images", "quiet_diffusers",
 ]
+
+
+def quiet_diffusers() -> None:
+    """diffusers' notices about dtype casts are not the user's concern."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()

@@ -27,7 +27,7 @@ class TrainingConfig:
     motion_module: str = ""
     """AnimateDiff motion module (mm_sd_v15_v2.ckpt)."""
     data: str = ""
-    """Dataset folder (see vividzoo_core/training/dataset_format.py)."""
+    """Dataset folder (see vividzoo_core/data/format.py)."""
     output_dir: str = "vividzoo_training"
     steps: int = 100_000
     batch_size: int = 16

@@ -34,7 +34,8 @@ from ..pipeline import GenerationSettings, VividZooPipeline
 from ..schedules import ddim_scheduler
 from ..video import save_video
 from .config import TrainingConfig
-from .dataset import EpochSampler, MultiViewVideoDataset, scan_dataset
+from ..data.reader import MultiViewVideoDataset, scan_dataset
+from .sampler import EpochSampler
 
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "training_state.pt"

@@ -13,7 +13,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..cameras import CameraRig, load_cameras
 from ..errors import VividZooError
-from .dataset_format import CAMERAS_FILE, CAPTION_FILE, IMAGE_SUFFIXES, VIEWS_FOLDER
+from .format import CAMERAS_FILE, CAPTION_FILE, IMAGE_SUFFIXES, VIEWS_FOLDER
 
 CAPTION_SUFFIX = ", 3d asset"
 AZIMUTH_TOLERANCE = 2.0  # degrees between a wanted and a rendered azimuth
@@ -92,7 +92,7 @@ def scan_dataset(directory: str | Path, views: int = 4, frames_needed: int = 46,
         raise VividZooError(f"dataset folder not found: {directory}")
     folders = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        raise VividZooError(f"{directory} holds no object folders (see vividzoo_core/training/dataset_format.py)")
+        raise VividZooError(f"{directory} holds no object folders (see vividzoo_core/data/format.py)")
     objects, problems = [], []
     for folder in folders:
         found, issues = _read_object(folder, views, frames_needed)
@@ -217,28 +217,3 @@ class MultiViewVideoDataset(torch.utils.data.Dataset):
         caption = "" if rng.random() < self.caption_dropout else video.caption
         cameras = torch.from_numpy(matrices.reshape(-1, 16).astype(np.float32))
         return {"pixels": pixels, "cameras": cameras, "caption": caption}
-
-
-class EpochSampler(torch.utils.data.Sampler):
-    """Endless ``(epoch, index)`` keys: a fresh permutation per epoch, this process's equal share of it.
-
-    The samples this process has already taken are the whole state (``start``), so a run resumes
-    exactly where it stopped. Each process takes ``size // processes`` samples an epoch (the remainder
-    waits for the next epoch).
-    """
-
-    def __init__(self, size: int, seed: int, rank: int = 0, processes: int = 1, start: int = 0) -> None:
-        self.size, self.seed, self.rank, self.processes = size, seed, rank, processes
-        self.epoch, self.position = divmod(start, len(self))
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        while True:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-            mine = order[self.rank::self.processes][: len(self)]
-            while self.position < len(mine):
-                self.position += 1
-                yield self.epoch, int(mine[self.position - 1])
-            self.epoch, self.position = self.epoch + 1, 0
-
-    def __len__(self) -> int:
-        return self.size // self.processes

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS, orbit
-from .dataset_format import CAMERAS_FILE, CAPTION_FILE, frame_path, view_folder
+from .format import CAMERAS_FILE, CAPTION_FILE, frame_path, view_folder
 
 PALETTE = {
     "red": (0.85, 0.12, 0.12),

@@ -1,0 +1,99 @@
+"""Checked command-line values: every option is validated while the command line is parsed.
+
+Each function is an argparse ``type=``: it returns the converted value or raises
+``argparse.ArgumentTypeError`` with what was wrong, the value and what would fit. argparse then
+prints the usage line and one ``error:`` line and exits with status 2, before any weights load
+or work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+
+def _number(text: str, kind: type) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def int_range(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """A whole number in ``[low, high]`` (either bound may be open)."""
+
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {_bounds(low, high)}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def float_range(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                high_open: bool = False) -> Callable[[str], float]:
+    """A finite number in ``[low, high]``; ``low_open`` / ``high_open`` exclude the bound itself."""
+
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        below = low is not None and (value <= low if low_open else value < low)
+        above = high is not None and (value >= high if high_open else value > high)
+        if below or above:
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range; use {_bounds(low, high, low_open, high_open)}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+positive_int = int_range(1)
+non_negative_int = int_range(0)
+positive_float = float_range(0.0, low_open=True)
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{path} does not exist; give the path of an existing file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{path} is a folder, not a file")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{path} is not readable (check its permissions)")
+    return path
+
+
+def existing_dir(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{path} {what}; give the path of an existing folder")
+    return path
+
+
+def output_dir(text: str) -> Path:
+    """A folder that exists and is writable, or can be created (nothing is created while parsing)."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file; give a folder for the outputs")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write to {path}: {parent} is not a writable folder")
+    return path
+
+
+def _bounds(low, high, low_open: bool = False, high_open: bool = False) -> str:
+    if low is not None and high is not None:
+        return f"{'more than' if low_open else 'at least'} {low:g} and {'less than' if high_open else 'at most'} {high:g}"
+    if low is not None:
+        return f"{'more than' if low_open else 'at least'} {low:g}"
+    return f"{'less than' if high_open else 'at most'} {high:g}"
