@@ -97,3 +97,39 @@ def _bounds(low, high, low_open: bool = False, high_open: bool = False) -> str:
     if low is not None:
         return f"{'more than' if low_open else 'at least'} {low:g}"
     return f"{'less than' if high_open else 'at most'} {high:g}"
+
+
+def existing_path(text: str) -> Path:
+    """A file or a folder that exists."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{path} does not exist; give an existing file or folder")
+    return path
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``I/N``: part ``I`` (0 to N-1, as SLURM_ARRAY_TASK_ID counts) of ``N`` parts."""
+    index, _, count = text.partition("/")
+    try:
+        index_value, count_value = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N (e.g. 0/8: the first of 8 parts)") from None
+    if count_value < 1 or not 0 <= index_value < count_value:
+        raise argparse.ArgumentTypeError(f"{text!r}: N must be at least 1 and I between 0 and N-1")
+    return index_value, count_value
+
+
+def float_span(low: float, high: float) -> Callable[[str], tuple[float, float]]:
+    """``A`` (a fixed value) or ``A:B`` (a range, A <= B), both within ``[low, high]``."""
+    single = float_range(low, high)
+
+    def parse(text: str) -> tuple[float, float]:
+        first, colon, second = text.partition(":")
+        start = single(first)
+        end = single(second) if colon else start
+        if end < start:
+            raise argparse.ArgumentTypeError(f"{text!r}: the range must go from low to high")
+        return start, end
+
+    parse.__name__ = "value or range"
+    return parse

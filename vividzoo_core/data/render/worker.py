@@ -1,0 +1,124 @@
+"""One asset, rendered in its own process: ``python -m vividzoo_core.data.render.worker JOB.json``.
+
+The batch starts one worker per asset, so a crash or hang inside Blender costs only that asset.
+Each animation becomes one object folder, rendered in a temporary folder and renamed into place when
+complete. The worker writes its outcome to the job's ``result`` file: the objects rendered, or why the
+asset failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...cameras import orbit
+from ..format import CAMERAS_FILE, CAPTION_FILE, frame_path
+from .settings import RenderSettings, frame_times, object_draws
+
+RENDER_FILE = "render.json"
+LIGHTING = "uniform white world, strength 1; no other lights; transparent background"
+
+
+def object_ids(stem: str, animations: list[str]) -> list[str]:
+    """Folder names ``<asset stem>--<animation>``, made filesystem-safe and unique."""
+    ids: list[str] = []
+    for name in animations:
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "animation"
+        candidate, number = f"{stem}--{slug}", 2
+        while candidate in ids:
+            candidate, number = f"{stem}--{slug}-{number}", number + 1
+        ids.append(candidate)
+    return ids
+
+
+def render_asset(asset: Path, out: Path, work: Path, settings: RenderSettings, caption: str | None) -> dict[str, Any]:
+    """Renders every animation of ``asset`` that has no folder in ``out`` yet."""
+    from . import scene
+
+    digest = hashlib.sha256(asset.read_bytes()).hexdigest()
+    scene.load_asset(asset, settings.fps)
+    names = list(scene.find_animations())
+    if not names:
+        raise scene.AssetError("it has no animation (no action with keyframes); static assets are not rendered")
+    rendered, images, fresh = [], 0, True
+    for name, object_id in zip(names, object_ids(asset.stem, names)):
+        if (out / object_id).is_dir():
+            continue
+        if not fresh:
+            scene.load_asset(asset, settings.fps)
+        fresh = False
+        folder = work / f"{object_id}.{os.getpid()}"
+        shutil.rmtree(folder, ignore_errors=True)
+        provenance = {"source": str(asset.resolve()), "sha256": digest, "animation": name}
+        images += _render_animation(scene, folder, object_id, name, settings, caption, provenance)
+        try:
+            folder.rename(out / object_id)
+        except OSError:  # another run finished this object meanwhile
+            shutil.rmtree(folder)
+            continue
+        rendered.append(object_id)
+    return {"status": "rendered", "objects": rendered, "images": images}
+
+
+def _render_animation(scene, folder: Path, object_id: str, name: str, settings: RenderSettings,
+                      caption: str | None, provenance: dict[str, Any]) -> int:
+    start, end = scene.play(scene.find_animations()[name])
+    source_fps = scene.scene_fps()
+    frames = [start + t * source_fps for t in frame_times((end - start) / source_fps, settings)]
+    scene.remove_lights_and_cameras()
+    low, high = scene.bounding_box(frames)
+    half_diagonal = float(np.linalg.norm(high - low)) / 2
+    if half_diagonal < 1e-9:
+        raise scene.AssetError("its geometry is a single point over the whole animation")
+    centre, scale = (low + high) / 2, settings.framing_sphere_radius() / half_diagonal
+    scene.normalise(centre, scale)
+    elevation, azimuth_start = object_draws(settings, object_id)
+    rig = orbit(settings.views, elevation, azimuth_start)
+    cameras = scene.add_cameras(rig.matrices[0], settings.radius, settings.fov_degrees)
+    scene.configure_render(settings)
+    for index, frame in enumerate(frames):
+        scene.render_views(cameras, frame, [frame_path(folder, view, index) for view in range(settings.views)])
+    rig.save(folder / CAMERAS_FILE)
+    if caption:
+        (folder / CAPTION_FILE).write_text(caption + "\n", encoding="utf-8")
+    record = {
+        **provenance,
+        "source_fps": source_fps,
+        "source_frames": frames,
+        "fps": settings.fps,
+        "frames": len(frames),
+        "normalisation": {"centre": centre.tolist(), "scale": scale,
+                          "rule": "world point p is rendered at scale * (p - centre)"},
+        "elevation": elevation,
+        "azimuth_start": azimuth_start,
+        "lighting": LIGHTING,
+        "blender": scene.BLENDER_VERSION,
+        "settings": settings.to_json(),
+    }
+    (folder / RENDER_FILE).write_text(json.dumps(record, indent=1))
+    return len(frames) * settings.views
+
+
+def main(argv: list[str] | None = None) -> int:
+    job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    from .scene import AssetError
+
+    try:
+        result = render_asset(Path(job["asset"]), Path(job["out"]), Path(job["work"]),
+                              RenderSettings.from_json(job["settings"]), job.get("caption"))
+    except AssetError as error:
+        result = {"status": "failed", "reason": str(error)}
+    Path(job["result"]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
