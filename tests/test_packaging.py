@@ -29,9 +29,11 @@ def test_pyproject_and_requirements_agree_and_leave_torch_alone():
 
 def test_no_installs_or_downloads_at_run_time():
     forbidden = ("pip install", "subprocess", "hf_hub_download", "from_pretrained(", "urlopen", "requests.")
+    # dataset render runs its own Blender worker as a process and prints how to install bpy when it is missing.
+    allowed = {"vividzoo_core/data/render/batch.py": {"subprocess", "pip install"}}
     for path in [*REPO.glob("nodes/*.py"), *REPO.glob("vividzoo_core/**/*.py"), REPO / "__init__.py"]:
         text = path.read_text()
-        for word in forbidden:
+        for word in set(forbidden) - allowed.get(path.relative_to(REPO).as_posix(), set()):
             assert word not in text, f"{path.relative_to(REPO)} uses {word!r}"
 
 

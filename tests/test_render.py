@@ -72,23 +72,42 @@ def _blob_centre(image: np.ndarray, channel: int) -> tuple[float, float]:
     return float((weight * columns).sum() / weight.sum()), float((weight * rows).sum() / weight.sum())
 
 
+def _worst_marker_error(folder: Path, action: str) -> float:
+    """Largest distance (px) over views, frames and both markers between the rendered and projected centre."""
+    record = json.loads((folder / "render.json").read_text())
+    rig = load_cameras(folder / "cameras.json")
+    centre, scale = np.array(record["normalisation"]["centre"]), record["normalisation"]["scale"]
+    worst = 0.0
+    for index, frame in enumerate(record["source_frames"]):
+        for marker, channel in zip(scale * (marker_centres(action, frame) - centre), (0, 2)):
+            for view in range(rig.views):
+                image = np.asarray(Image.open(folder / "views" / f"{view:03d}" / f"{index:04d}.png"), dtype=np.float64) / 255
+                found = _blob_centre(image, channel)
+                wanted = project(marker, rig.matrices[0, view], image.shape[0], record["settings"]["radius"],
+                                 record["settings"]["fov_degrees"])
+                worst = max(worst, math.dist(found, wanted))
+    return worst
+
+
 @needs_bpy
 def test_every_marker_lands_on_its_pixel_in_every_view_and_frame(rendered: Path) -> None:
     for action in ACTIONS:
         folder = rendered / f"walker--{action}"
-        record = json.loads((folder / "render.json").read_text())
-        rig = load_cameras(folder / "cameras.json")
-        centre, scale = np.array(record["normalisation"]["centre"]), record["normalisation"]["scale"]
-        assert record["frames"] == FRAMES and record["source_frames"] == list(range(1, FRAMES + 1))
-        worst = 0.0
-        for index, frame in enumerate(record["source_frames"]):
-            for marker, channel in zip(scale * (marker_centres(action, frame) - centre), (0, 2)):
-                for view in range(rig.views):
-                    image = np.asarray(Image.open(folder / "views" / f"{view:03d}" / f"{index:04d}.png"), dtype=np.float64) / 255
-                    found = _blob_centre(image, channel)
-                    wanted = project(marker, rig.matrices[0, view], image.shape[0], record["settings"]["radius"],
-                                     record["settings"]["fov_degrees"])
-                    worst = max(worst, math.dist(found, wanted))
+        assert json.loads((folder / "render.json").read_text())["source_frames"] == list(range(1, FRAMES + 1))
+        worst = _worst_marker_error(folder, action)
+        assert worst < 1.0, f"{action}: a marker is {worst:.2f} px from where cameras.json puts it"
+
+
+@needs_bpy
+def test_a_blend_file_is_resampled_to_the_output_fps(tmp_path: Path) -> None:
+    asset = _write_asset(tmp_path / "blended.blend")
+    settings = RenderSettings(views=3, elevation=(20.0, 20.0), fps=16, resolution=48, samples=4, denoise=False)
+    summary = render_assets([asset], tmp_path / "out", settings)
+    assert sorted(summary.rendered) == [f"blended--{action}" for action in sorted(ACTIONS)]
+    for action in ACTIONS:
+        folder = tmp_path / "out" / f"blended--{action}"
+        assert json.loads((folder / "render.json").read_text())["source_frames"] == [1.0, 2.5, 4.0, 5.5]  # 24 -> 16 fps
+        worst = _worst_marker_error(folder, action)
         assert worst < 1.0, f"{action}: a marker is {worst:.2f} px from where cameras.json puts it"
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..cli_options import (existing_file, existing_path, float_range, float_span, int_range, output_dir,
-                           positive_float, positive_int, shard)
+                           non_negative_int, positive_float, positive_int, shard)
 
 
 def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def _add_render_command(actions: argparse._SubParsersAction) -> None:
     render.add_argument("--radius", type=positive_float, default=default.radius, help="camera distance (default 2.4)")
     render.add_argument("--fov", type=float_range(1.0, 120.0), default=default.fov_degrees,
                         help="field of view in degrees (default 40)")
-    render.add_argument("--seed", type=int, default=default.seed, help="draws of elevation and azimuth start, render noise")
+    render.add_argument("--seed", type=non_negative_int, default=default.seed, help="draws of elevation and azimuth start, render noise")
     render.add_argument("--shard", type=shard, default=(0, 1), help="I/N: render part I (0..N-1) of N, e.g. per job-array task")
     render.add_argument("--workers", type=positive_int, default=1, help="assets rendered at once (default 1)")
     render.add_argument("--timeout", type=positive_float, default=3600.0, help="seconds per asset (default 3600)")

@@ -3,8 +3,9 @@
 ``python -m vividzoo_core.data.render.sample_asset OUT.glb [--static] [--body] [--frames N]`` writes one
 mesh object holding two emissive marker cubes (red and blue) and, with ``--body``, a shaded sphere
 between them. Each of the actions in ``ACTIONS`` keys the object's location and rotation at frames
-1..N (24 fps); :func:`marker_centres` gives where the marker centres are at each keyed frame, so a
-render can be checked pixel by pixel. ``--static`` writes the same mesh with no animation.
+1..N (24 fps) with linear interpolation; :func:`marker_centres` gives where the marker centres are at
+any frame in between, so a render can be checked pixel by pixel. ``OUT.blend`` saves the Blender file
+instead of glTF; ``--static`` writes the same mesh with no animation.
 """
 
 from __future__ import annotations
@@ -22,21 +23,21 @@ ACTIONS = {"move": 1.0, "turn": -1.0}
 FPS = 24
 
 
-def object_pose(action: str, frame: int) -> tuple[np.ndarray, float]:
-    """Location and rotation about z (radians) of the object at a keyed ``frame`` of ``action``."""
+def object_pose(action: str, frame: float) -> tuple[np.ndarray, float]:
+    """Location and rotation about z (radians) of the object at ``frame`` (linear in time, like its keys)."""
     sign = ACTIONS[action]
     return np.array([0.2 * sign * frame, 0.0, 0.05 * frame]), sign * 0.3 * frame
 
 
-def marker_centres(action: str, frame: int) -> np.ndarray:
-    """``(2, 3)`` world positions of the red and blue marker centres at a keyed ``frame``."""
+def marker_centres(action: str, frame: float) -> np.ndarray:
+    """``(2, 3)`` world positions of the red and blue marker centres at ``frame`` (1 to the last key)."""
     location, angle = object_pose(action, frame)
     rotation = np.array([[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0], [0, 0, 1]])
     return location + MARKER_OFFSETS @ rotation.T
 
 
 def write_asset(path: Path, frames: int = 6, animated: bool = True, body: bool = False) -> None:
-    """Builds the asset in a fresh Blender scene and exports it as glTF (binary for ``.glb``)."""
+    """Builds the asset in a fresh Blender scene; exports glTF (binary for ``.glb``) or saves ``.blend``."""
     import bpy  # first: it makes bmesh importable
     import bmesh
 
@@ -68,18 +69,25 @@ def write_asset(path: Path, frames: int = 6, animated: bool = True, body: bool =
                 obj.location, obj.rotation_euler = location.tolist(), (0.0, 0.0, angle)
                 obj.keyframe_insert("location", frame=frame)
                 obj.keyframe_insert("rotation_euler", frame=frame)
+            for channels in (bag for layer in obj.animation_data.action.layers for strip in layer.strips
+                             for bag in strip.channelbags):
+                for curve in channels.fcurves:
+                    for key in curve.keyframe_points:
+                        key.interpolation = "LINEAR"
             track = obj.animation_data.nla_tracks.new()
             track.name = name
             track.strips.new(name, 1, obj.animation_data.action)
         obj.animation_data.action = None
-    bpy.ops.export_scene.gltf(filepath=str(path), export_animation_mode="ACTIONS")
+    if path.suffix.lower() == ".blend":
+        bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    else:
+        bpy.ops.export_scene.gltf(filepath=str(path), export_animation_mode="ACTIONS")
 
 
 def _material(name: str, base: tuple[float, ...], emission: tuple[float, ...]):
     import bpy
 
     material = bpy.data.materials.new(name)
-    material.use_nodes = True
     shader = material.node_tree.nodes["Principled BSDF"]
     shader.inputs["Base Color"].default_value = base
     shader.inputs["Emission Color"].default_value = emission

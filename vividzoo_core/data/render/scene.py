@@ -180,7 +180,6 @@ def configure_render(settings: RenderSettings) -> None:
     else:
         scene.eevee.taa_render_samples = settings.samples
     world = bpy.data.worlds.new("vividzoo_even_light")
-    world.use_nodes = True
     background = world.node_tree.nodes["Background"]
     background.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
     background.inputs["Strength"].default_value = 1.0

@@ -20,7 +20,7 @@ import numpy as np
 
 from ...cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS
 
-FRAME_FILL = 0.97
+FRAME_FILL = 0.9
 ENGINES = ("cycles", "eevee")
 DEVICES = ("cpu", "gpu")
 
