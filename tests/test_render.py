@@ -59,7 +59,8 @@ def rendered(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dataset")
     (assets.parent / "captions.csv").write_text('walker,"two markers, moving"\n')
     code = main(["dataset", "render", str(assets), "--out", str(out), "--captions", str(assets.parent / "captions.csv"),
-                 "--views", "4", "--elevation", "10:30", "--resolution", "48", "--samples", "4", "--no-denoise"])
+                 "--views", "4", "--elevation", "10:30", "--resolution", "48", "--samples", "4", "--no-denoise",
+                 "--workers", "2"])
     assert code == 0
     return out
 
@@ -74,6 +75,7 @@ def _blob_centre(image: np.ndarray, channel: int) -> tuple[float, float]:
 
 def _worst_marker_error(folder: Path, action: str) -> float:
     """Largest distance (px) over views, frames and both markers between the rendered and projected centre."""
+    assert action in ACTIONS
     record = json.loads((folder / "render.json").read_text())
     rig = load_cameras(folder / "cameras.json")
     centre, scale = np.array(record["normalisation"]["centre"]), record["normalisation"]["scale"]
@@ -109,6 +111,18 @@ def test_a_blend_file_is_resampled_to_the_output_fps(tmp_path: Path) -> None:
         assert json.loads((folder / "render.json").read_text())["source_frames"] == [1.0, 2.5, 4.0, 5.5]  # 24 -> 16 fps
         worst = _worst_marker_error(folder, action)
         assert worst < 1.0, f"{action}: a marker is {worst:.2f} px from where cameras.json puts it"
+
+
+@needs_bpy
+def test_every_take_of_an_fbx_file_becomes_an_object(tmp_path: Path) -> None:
+    asset = _write_asset(tmp_path / "taken.fbx")
+    settings = RenderSettings(views=3, elevation=(20.0, 20.0), max_frames=3, resolution=48, samples=4, denoise=False)
+    summary = render_assets([asset], tmp_path / "out", settings)
+    actions = {name.rsplit("-", 1)[1] for name in summary.rendered}
+    assert actions == set(ACTIONS) and not summary.failed
+    for name in summary.rendered:
+        worst = _worst_marker_error(tmp_path / "out" / name, name.rsplit("-", 1)[1])
+        assert worst < 1.0, f"{name}: a marker is {worst:.2f} px from where cameras.json puts it"
 
 
 @needs_bpy
@@ -177,11 +191,13 @@ def test_a_killed_run_resumes_without_redoing_finished_objects(assets: Path, tmp
     for folder in (p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
         assert len(list(folder.glob("views/*/*.png"))) == 4, f"{folder.name} is half written"
     finished = {p: p.stat().st_mtime_ns for p in out.glob("first--*/**/*") if p.is_file()}
-    assert finished
+    assert finished and not list(out.glob("first--*/caption.txt"))  # no --captions: no caption, never an invented one
     subprocess.run(command, check=True, capture_output=True)
     assert {p: p.stat().st_mtime_ns for p in out.glob("first--*/**/*") if p.is_file()} == finished
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
         [f"{n}--{a}" for n in ("first", "second", "third") for a in sorted(ACTIONS)]
+    assert scan_dataset(out, 2, 2).problems == [f"{n}--{a}: no caption.txt" for n in ("first", "second", "third")
+                                                for a in sorted(ACTIONS)]
     assert list((out / ".render" / "tmp").rglob("*")) == [out / ".render" / "tmp" / "shard-0-of-1"]
 
 

@@ -5,7 +5,7 @@ mesh object holding two emissive marker cubes (red and blue) and, with ``--body`
 between them. Each of the actions in ``ACTIONS`` keys the object's location and rotation at frames
 1..N (24 fps) with linear interpolation; :func:`marker_centres` gives where the marker centres are at
 any frame in between, so a render can be checked pixel by pixel. ``OUT.blend`` saves the Blender file
-instead of glTF; ``--static`` writes the same mesh with no animation.
+and ``OUT.fbx`` exports FBX instead of glTF; ``--static`` writes the same mesh with no animation.
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ def write_asset(path: Path, frames: int = 6, animated: bool = True, body: bool =
         obj.animation_data.action = None
     if path.suffix.lower() == ".blend":
         bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    elif path.suffix.lower() == ".fbx":
+        bpy.ops.export_scene.fbx(filepath=str(path), bake_anim_use_all_actions=True)
     else:
         bpy.ops.export_scene.gltf(filepath=str(path), export_animation_mode="ACTIONS")
 

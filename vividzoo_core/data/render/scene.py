@@ -51,18 +51,28 @@ def load_asset(path: Path, fps: int) -> None:
 
 
 def find_animations() -> dict[str, list[Binding]]:
-    """Every action with keys, by name, with the owners (and slots) it was assigned to or stashed on."""
+    """Every action with keys, by name, with the owners (and slots) it was assigned to or stashed on.
+
+    The FBX importer assigns one take and keeps the others as unassigned actions named
+    ``<object>|<take>``: those are bound to the object their name starts with.
+    """
     animations: dict[str, list[Binding]] = {}
     for owner in _animation_owners():
         data = owner.animation_data
         candidates = [(data.action, data.action_slot)]
         candidates += [(strip.action, strip.action_slot) for track in data.nla_tracks for strip in track.strips]
         for action, slot in candidates:
-            if action is None or action.frame_range[1] <= action.frame_range[0]:
+            if action is None or not _has_keys(action):
                 continue
             bindings = animations.setdefault(action.name, [])
             if all(bound is not owner for bound, _, _ in bindings):
                 bindings.append((owner, action, slot))
+    objects = bpy.context.scene.objects
+    for action in bpy.data.actions:
+        owner = objects.get(action.name.split("|", 1)[0])
+        if action.name not in animations and owner is not None and _has_keys(action) and len(action.slots) == 1:
+            owner.animation_data_create()
+            animations[action.name] = [(owner, action, action.slots[0])]
     return animations
 
 
@@ -209,6 +219,10 @@ def _enable_gpu() -> None:
                 device.use = device.type == backend
             return
     raise AssetError("--device gpu: Cycles finds no GPU here (tried OptiX, CUDA, HIP, oneAPI, Metal); use --device cpu")
+
+
+def _has_keys(action: bpy.types.Action) -> bool:
+    return action.frame_range[1] > action.frame_range[0]
 
 
 def _animation_owners() -> list[bpy.types.ID]:

@@ -43,7 +43,8 @@ def render_asset(asset: Path, out: Path, work: Path, settings: RenderSettings, c
     """Renders every animation of ``asset`` that has no folder in ``out`` yet."""
     from . import scene
 
-    digest = hashlib.sha256(asset.read_bytes()).hexdigest()
+    with asset.open("rb") as source:  # file_digest: Python 3.11, like bpy
+        digest = hashlib.file_digest(source, "sha256").hexdigest()
     scene.load_asset(asset, settings.fps)
     names = list(scene.find_animations())
     if not names:
