@@ -106,7 +106,7 @@ def world_points() -> np.ndarray:
     chunks = []
     for instance in depsgraph.object_instances:
         evaluated = instance.object
-        if evaluated.type not in GEOMETRY_TYPES:
+        if evaluated.type not in GEOMETRY_TYPES or evaluated.original.hide_render:
             continue
         mesh = evaluated.to_mesh()
         try:
