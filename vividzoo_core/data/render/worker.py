@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,7 @@ def render_asset(asset: Path, out: Path, work: Path, settings: RenderSettings, c
     return {"status": "rendered", "objects": rendered, "images": images}
 
 
-def _render_animation(scene, folder: Path, object_id: str, name: str, settings: RenderSettings,
+def _render_animation(scene: ModuleType, folder: Path, object_id: str, name: str, settings: RenderSettings,
                       caption: str | None, provenance: dict[str, Any]) -> int:
     start, end = scene.play(scene.find_animations()[name])
     source_fps = scene.scene_fps()
@@ -93,6 +94,7 @@ def _render_animation(scene, folder: Path, object_id: str, name: str, settings: 
     record = {
         **provenance,
         "source_fps": source_fps,
+        "animation_frame_range": [start, end],
         "source_frames": frames,
         "fps": settings.fps,
         "frames": len(frames),
