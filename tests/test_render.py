@@ -50,6 +50,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("assets")
     _write_asset(folder / "walker.glb")
     _write_asset(folder / "still.glb", "--static")
+    _write_asset(folder / "hollow.glb", "--hollow")
     (folder / "broken.glb").write_bytes(b"glTF" + bytes(range(256)) * 4)
     return folder
 
@@ -151,9 +152,10 @@ def test_cameras_are_the_orbit_of_the_drawn_angles(rendered: Path) -> None:
 @needs_bpy
 def test_failures_are_logged_while_the_rest_renders(rendered: Path) -> None:
     failures = {Path(f["file"]).name: f["reason"] for f in map(json.loads, (rendered / "failures.jsonl").read_text().splitlines())}
-    assert set(failures) == {"broken.glb", "still.glb"}
+    assert set(failures) == {"broken.glb", "still.glb", "hollow.glb"}
     assert "cannot import" in failures["broken.glb"]
     assert "no animation" in failures["still.glb"]
+    assert "no mesh" in failures["hollow.glb"]
     assert sorted(p.name for p in rendered.iterdir() if not p.name.startswith(".") and p.is_dir()) == \
         [f"walker--{action}" for action in sorted(ACTIONS)]
 

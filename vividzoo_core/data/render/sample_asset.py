@@ -5,7 +5,8 @@ mesh object holding two emissive marker cubes (red and blue) and, with ``--body`
 between them. Each of the actions in ``ACTIONS`` keys the object's location and rotation at frames
 1..N (24 fps) with linear interpolation; :func:`marker_centres` gives where the marker centres are at
 any frame in between, so a render can be checked pixel by pixel. ``OUT.blend`` saves the Blender file
-and ``OUT.fbx`` exports FBX instead of glTF; ``--static`` writes the same mesh with no animation.
+and ``OUT.fbx`` exports FBX instead of glTF; ``--static`` writes the same mesh with no animation,
+``--hollow`` the animation on an empty object (no geometry).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def marker_centres(action: str, frame: float) -> np.ndarray:
     return location + MARKER_OFFSETS @ rotation.T
 
 
-def write_asset(path: Path, frames: int = 6, animated: bool = True, body: bool = False) -> None:
+def write_asset(path: Path, frames: int = 6, animated: bool = True, body: bool = False, hollow: bool = False) -> None:
     """Builds the asset in a fresh Blender scene; exports glTF (binary for ``.glb``) or saves ``.blend``."""
     import bpy  # first: it makes bmesh importable
     import bmesh
@@ -58,7 +59,7 @@ def write_asset(path: Path, frames: int = 6, animated: bool = True, body: bool =
     for colour, name in zip(MARKER_COLOURS, ("red", "blue")):
         mesh.materials.append(_material(name, (0.0, 0.0, 0.0, 1.0), colour))
     mesh.materials.append(_material("body", (0.6, 0.6, 0.6, 1.0), (0.0, 0.0, 0.0, 1.0)))
-    obj = bpy.data.objects.new("markers", mesh)
+    obj = bpy.data.objects.new("markers", None if hollow else mesh)
     bpy.context.scene.collection.objects.link(obj)
     if animated:
         obj.animation_data_create()
@@ -103,5 +104,6 @@ if __name__ == "__main__":
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--static", action="store_true")
     parser.add_argument("--body", action="store_true")
+    parser.add_argument("--hollow", action="store_true", help="an animated empty: no geometry at all")
     args = parser.parse_args()
-    write_asset(args.path, args.frames, not args.static, args.body)
+    write_asset(args.path, args.frames, not args.static, args.body, args.hollow)
