@@ -3,9 +3,10 @@
 Runs only inside a worker process (it imports ``bpy``). An animation is one action together with the
 objects (or shape keys) it drives, found on each owner's active action and its NLA strips; playing it
 mutes everything else. The object is framed by a parent empty that maps a world point ``p`` to
-``scale * (p - centre)``, so the asset's own hierarchy, rig and modifiers stay untouched. Lighting is a
-uniform white world (strength 1) and nothing else: every side of the object is lit the same way in
-every view, the asset's own lights and cameras are removed, and the background is transparent.
+``scale * (p - centre)``, so the asset's own hierarchy, rig and modifiers stay untouched. Lighting
+(:data:`LIGHTING`) is the same from every azimuth: a uniform white sky and a soft sun straight overhead
+that gives shape cues (tops brighter than sides); the asset's own lights and cameras are removed and
+the background is transparent.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from .settings import RenderSettings
 
 GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT"}
 GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
+SKY_STRENGTH = 0.6
+SUN_STRENGTH = 0.4 * math.pi  # a white surface facing the sun: 0.6 sky + 0.4 sun = 1, i.e. white
+SUN_ANGLE_DEGREES = 30.0  # soft shadows
+LIGHTING = (f"uniform white sky (strength {SKY_STRENGTH}) and a sun straight overhead (strength "
+            f"{SUN_STRENGTH:.3f}, {SUN_ANGLE_DEGREES:g} degree disc); the asset's lights removed; transparent background")
 NORMALISER = "vividzoo_normalise"
 BLENDER_VERSION = bpy.app.version_string
 Binding = tuple[bpy.types.ID, bpy.types.Action, "bpy.types.ActionSlot | None"]
@@ -165,7 +171,7 @@ def add_cameras(unit_matrices: np.ndarray, radius: float, fov_degrees: float) ->
 
 
 def configure_render(settings: RenderSettings) -> None:
-    """Engine, samples, output format (RGBA PNG, colours as authored) and the even white light."""
+    """Engine, samples, output format (RGBA PNG, colours as authored) and the lighting of :data:`LIGHTING`."""
     scene = bpy.context.scene
     render = scene.render
     render.engine = "CYCLES" if settings.engine == "cycles" else "BLENDER_EEVEE"
@@ -189,11 +195,14 @@ def configure_render(settings: RenderSettings) -> None:
             scene.cycles.device = "GPU"
     else:
         scene.eevee.taa_render_samples = settings.samples
-    world = bpy.data.worlds.new("vividzoo_even_light")
+    world = bpy.data.worlds.new("vividzoo_sky")
     background = world.node_tree.nodes["Background"]
     background.inputs["Color"].default_value = (1.0, 1.0, 1.0, 1.0)
-    background.inputs["Strength"].default_value = 1.0
+    background.inputs["Strength"].default_value = SKY_STRENGTH
     scene.world = world
+    sun = bpy.data.lights.new("vividzoo_overhead_sun", "SUN")  # unrotated, a sun shines straight down (-z)
+    sun.energy, sun.angle = SUN_STRENGTH, math.radians(SUN_ANGLE_DEGREES)
+    scene.collection.objects.link(bpy.data.objects.new(sun.name, sun))
 
 
 def render_views(cameras: list[bpy.types.Object], frame: float, paths: list[Path]) -> None:

@@ -25,7 +25,6 @@ from ..format import CAMERAS_FILE, CAPTION_FILE, frame_path
 from .settings import RenderSettings, frame_times, object_draws
 
 RENDER_FILE = "render.json"
-LIGHTING = "uniform white world, strength 1; no other lights; transparent background"
 
 
 def object_ids(stem: str, animations: list[str]) -> list[str]:
@@ -102,7 +101,7 @@ def _render_animation(scene: ModuleType, folder: Path, object_id: str, name: str
                           "rule": "world point p is rendered at scale * (p - centre)"},
         "elevation": elevation,
         "azimuth_start": azimuth_start,
-        "lighting": LIGHTING,
+        "lighting": scene.LIGHTING,
         "blender": scene.BLENDER_VERSION,
         "settings": settings.to_json(),
     }
