@@ -5,8 +5,9 @@ vividzoo_core.data.render.sample_asset --body) through the real batch (one worke
 twice per setting, with few and with more frames. The difference of the two wall times over the
 difference of their image counts is the time per image; what is left is the per-asset cost (process
 start, import, framing). Settings: 256 and 512 px at the CLI's default 64 samples with denoising,
-and 16 px at 1 sample, whose time per image is the fixed cost of a render call (scene sync, PNG
-write) that a GPU does not shorten.
+and 16 px at 1 sample (more frames), whose time per image is the fixed cost of a render call (scene
+sync, PNG write) that a GPU does not shorten. Besides wall time it reports the workers' CPU time per
+image (user + system): on a shared machine, CPU time / cores is what an idle machine would take.
 
 The paper's set: 14,271 objects x 24 views x 48 frames = 16,440,192 images. On one 8-GPU node
 (one shard per GPU, ``CUDA_VISIBLE_DEVICES=i ... --shard i/8 --device gpu``) each image costs
@@ -22,6 +23,8 @@ to replace the estimate by a measurement.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -34,27 +37,32 @@ from vividzoo_core.data.render.settings import RenderSettings
 PAPER_IMAGES = 14_271 * 24 * 48
 GPUS = 8
 VIEWS = 2
-FRAME_COUNTS = (1, 3)
 
 
-def seconds_for(asset: Path, out: Path, settings: RenderSettings) -> tuple[float, int]:
-    started = time.perf_counter()
+def seconds_for(asset: Path, out: Path, settings: RenderSettings) -> tuple[float, float, int]:
+    """Wall seconds, worker CPU seconds and images of one batch."""
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    started, cpu_started = time.perf_counter(), cpu()
     summary = render_assets([asset], out, settings)
     if summary.failed:
         raise SystemExit(f"render failed: {summary.failed[0]['reason']}")
-    return time.perf_counter() - started, summary.images
+    return time.perf_counter() - started, cpu() - cpu_started, summary.images
 
 
-def measure(asset: Path, folder: Path, resolution: int, samples: int, denoise: bool, device: str) -> tuple[float, float]:
-    """(seconds per image, seconds per asset) from two runs with different frame counts."""
+def measure(asset: Path, folder: Path, resolution: int, samples: int, denoise: bool, device: str,
+            frame_counts: tuple[int, int]) -> tuple[float, float, float]:
+    """(wall s per image, CPU s per image, wall s per asset) from two runs with different frame counts."""
     runs = []
-    for frames in FRAME_COUNTS:
+    for frames in frame_counts:
         settings = RenderSettings(views=VIEWS, elevation=(20.0, 20.0), max_frames=frames, resolution=resolution,
                                   samples=samples, denoise=denoise, device=device)
         runs.append(seconds_for(asset, folder / f"{resolution}-{frames}", settings))
-    (short, short_images), (long, long_images) = runs
+    (short, short_cpu, short_images), (long, long_cpu, long_images) = runs
     per_image = (long - short) / (long_images - short_images)
-    return per_image, short - short_images * per_image
+    return per_image, (long_cpu - short_cpu) / (long_images - short_images), short - short_images * per_image
 
 
 def main() -> None:
@@ -69,14 +77,19 @@ def main() -> None:
         asset = folder / "bench.glb"
         subprocess.run([sys.executable, "-m", "vividzoo_core.data.render.sample_asset", str(asset), "--body",
                         "--frames", "24"], check=True, capture_output=True)
-        fixed, _ = measure(asset, folder, 16, 1, False, args.device)
-        print(f"{args.device}: fixed cost of a render call (16 px, 1 sample): {fixed:.3f} s/image")
+        print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start")
+        fixed, fixed_cpu, _ = measure(asset, folder, 16, 1, False, args.device, (1, 24))
+        print(f"{args.device}: fixed cost of a render call (16 px, 1 sample): {fixed:.3f} s/image "
+              f"({fixed_cpu:.3f} CPU s)")
         for resolution in (256, 512):
-            per_image, per_asset = measure(asset, folder, resolution, args.samples, True, args.device)
-            images_per_s = 1 / per_image
-            print(f"{args.device}: {resolution} px, {args.samples} samples, denoised: {images_per_s:.3f} images/s "
-                  f"({per_image:.2f} s/image), {per_asset:.1f} s per asset (start, import, framing)")
+            per_image, cpu_per_image, per_asset = measure(asset, folder, resolution, args.samples, True, args.device,
+                                                          (1, 3))
+            print(f"{args.device}: {resolution} px, {args.samples} samples, denoised: {1 / per_image:.3f} images/s "
+                  f"({per_image:.2f} s/image wall, {cpu_per_image:.2f} CPU s/image = "
+                  f"{os.cpu_count() / cpu_per_image:.3f} images/s on these cores idle), "
+                  f"{per_asset:.1f} s per asset (start, import, framing)")
             if args.device == "cpu":
+                fixed = max(fixed, 0.0)  # a busy machine's noise can push the slope below zero
                 gpu_image = fixed + max(per_image - fixed, 0.0) / args.gpu_speedup
             else:
                 gpu_image = per_image
