@@ -2,11 +2,12 @@
 
 Framing: the object's bounding box over every rendered frame is centred at the origin and scaled so
 that its circumscribed sphere fills ``FRAME_FILL`` of the camera's view cone (radius ``radius *
-sin(fov / 2)``). Every camera direction then sees the whole moving object, whatever ``radius`` and
-``fov`` are, and the object's size in the image does not depend on them. With the defaults (radius
-2.4, fov 40) the sphere's radius is 0.80 and the visible half-height at the centre is 0.87, a
-relative camera distance of 1.09: the top of MVDream-threestudio's (0.8-1.0) / tan(fov / 2), so
-renders look like MVDream's training views without ever cropping the object.
+sin(fov / 2)``). Every camera direction then sees the whole moving object with a margin, whatever
+``radius`` and ``fov`` are, and the object's size in the image does not depend on them. With the
+defaults (radius 2.4, fov 40) the sphere's radius is 0.74 and the visible half-height at the centre
+is 0.87: a camera distance of 1.18 / tan(fov / 2) in units of the sphere, just looser than
+MVDream-threestudio's (0.8 to 1.0) / tan(fov / 2) for its unit scene sphere, so renders are framed
+like MVDream's views without a moving object ever being cropped.
 """
 
 from __future__ import annotations
