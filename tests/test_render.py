@@ -25,10 +25,11 @@ from PIL import Image
 from vividzoo_core.cameras import load_cameras, orbit
 from vividzoo_core.cli import main
 from vividzoo_core.data.reader import scan_dataset
-from vividzoo_core.data.render.batch import Shard, find_assets, render_assets
+from vividzoo_core.data.render.batch import Shard, find_assets, load_captions, render_assets
 from vividzoo_core.data.render.sample_asset import ACTIONS, marker_centres
 from vividzoo_core.data.render.settings import RenderSettings, object_draws
 from vividzoo_core.data.toy import project
+from vividzoo_core.errors import VividZooError
 
 HAVE_BPY = importlib.util.find_spec("bpy") is not None
 if not HAVE_BPY and os.environ.get("CI"):
@@ -232,3 +233,13 @@ def test_missing_blender_says_how_to_install_it(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bpy" else real_find_spec(name, *a))
     assert main(["dataset", "render", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "pip install 'vividzoo[render]'" in capsys.readouterr().err
+
+
+def test_captions_from_cap3d_csv_and_json(tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text('abc,a red fox, running\n"d,e","quoted, with comma"\n\n')
+    assert load_captions(tmp_path / "c.csv") == {"abc": "a red fox, running", "d,e": "quoted, with comma"}
+    (tmp_path / "c.json").write_text('{"abc": "a  red fox\\n", "empty": " "}')
+    assert load_captions(tmp_path / "c.json") == {"abc": "a red fox"}
+    (tmp_path / "bad.json").write_text('["abc", "a fox"]')
+    with pytest.raises(VividZooError, match="expected one JSON object"):
+        load_captions(tmp_path / "bad.json")
