@@ -1,4 +1,4 @@
-"""The ``vividzoo`` command: generate, demo, inspect, make-test-weights, dataset, train.
+"""The ``vividzoo`` command: generate, demo, inspect, make-test-weights, dataset, train, eval.
 
 Errors about the user's input print one clear line and exit with status 2; no traceback.
 """
@@ -69,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("directory", type=Path)
     weights.add_argument("--full-size", action="store_true", help="real shapes (several GB) instead of tiny ones")
     from .data.cli import add_dataset_commands
+    from .evaluation.cli import add_evaluation_commands
     from .training.cli import add_training_commands
 
     add_dataset_commands(commands)
     add_training_commands(commands)
+    add_evaluation_commands(commands)
     return parser
 
 
