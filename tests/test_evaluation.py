@@ -278,3 +278,37 @@ def test_i3d_is_called_with_stylegan_v_convention(i3d_file):
     uint8 = (clips * 255).round().byte().permute(0, 4, 1, 2, 3)
     expected = TinyI3D()(uint8, rescale=True, resize=True, return_features=True).double().numpy()
     assert np.allclose(features, expected)
+
+
+def test_training_validation_logs_clip_quality_beside_the_loss(weights, clip_folder, tmp_path):
+    from vividzoo_core.data.toy import make_toy_dataset
+    from vividzoo_core.evaluation.runs import read_result
+    from vividzoo_core.training.config import config_from_dict
+    from vividzoo_core.training.trainer import Trainer
+
+    make_toy_dataset(tmp_path / "toy", objects=2, views=4, frames=4, size=32, seed=0)
+    config = config_from_dict({
+        "mvdream": str(weights.mvdream), "motion_module": str(weights.motion["v2"]), "data": str(tmp_path / "toy"),
+        "output_dir": str(tmp_path / "run"), "steps": 1, "batch_size": 1, "frames": 4, "frame_stride": 1,
+        "image_size": 32, "mixed_precision": "no", "num_workers": 0, "log_every": 1, "validate_every": 1,
+        "validation_prompts": [PROMPTS[0]], "validation_steps": 1, "validation_frames": 4,
+        "validation_clip": str(clip_folder)})
+    Trainer(config, log=lambda message: None).train(resume=None)
+    rows = (tmp_path / "run" / "quality.csv").read_text().splitlines()
+    assert rows[0] == "step,clip_score,temporal_consistency,cross_view_consistency" and len(rows) == 2
+    logged = dict(zip(rows[0].split(","), map(float, rows[1].split(","))))
+    saved = read_result(tmp_path / "run" / "validation" / "step-0000001" / "prompt_0")
+    rescored = ClipScorer.from_folder(clip_folder).score_video(saved.load(), saved.prompt)
+    assert logged["clip_score"] == pytest.approx(rescored.clip_score, rel=1e-2)  # saved PNGs are 8-bit
+    assert logged["cross_view_consistency"] == pytest.approx(rescored.cross_view_consistency, rel=1e-2)
+    assert Image.open(tmp_path / "run" / "loss.png").size[0] >= 1400  # loss, CLIP score and proxies side by side
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_default_validation_prompts_are_the_first_eval_prompts():
+    from vividzoo_core.evaluation.prompts import EVAL_PROMPTS, read_prompts
+    from vividzoo_core.training.config import TrainingConfig
+
+    prompts = read_prompts(EVAL_PROMPTS)
+    assert len(prompts) >= 50 and all(p.endswith(", 3d asset") for p in prompts) and len(set(prompts)) == len(prompts)
+    assert TrainingConfig().validation_prompts == prompts[:4]

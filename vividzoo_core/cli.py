@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import VividZooError
+from .evaluation.prompts import read_prompts
 
 DEMO_PROMPT = "a corgi dog running, 3d asset"
 
@@ -76,17 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_commands(commands)
     add_evaluation_commands(commands)
     return parser
-
-
-def read_prompts(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise VividZooError(f"cannot read the prompts file {path}: {error.strerror}") from None
-    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not prompts:
-        raise VividZooError(f"{path} has no prompts (one per line; lines starting with # are comments)")
-    return prompts
 
 
 def _slug(text: str) -> str:

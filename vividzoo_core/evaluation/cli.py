@@ -13,8 +13,8 @@ from typing import Callable
 
 from ..cli_options import existing_dir, existing_file, float_range, int_range, non_negative_int, output_dir, positive_int
 from ..errors import VividZooError
+from .prompts import EVAL_PROMPTS, read_prompts
 
-EVAL_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "eval_prompts.txt"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
@@ -85,7 +85,6 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..cli import read_prompts
     from ..pipeline import resolve_device
     from .evaluate import evaluate_runs, generated_runs
     from .fvd import reference_clips
