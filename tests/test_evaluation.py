@@ -254,7 +254,13 @@ def test_bad_inputs_are_one_line_errors_before_heavy_work(tmp_path, clip_folder,
     no_weights = tmp_path / "no_weights"
     no_weights.mkdir()
     (no_weights / "config.json").write_text((clip_folder / "config.json").read_text())
-    assert "cannot load the CLIP model" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(no_weights), "--out", out])
+    assert "has no model.safetensors or pytorch_model.bin" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(no_weights), "--out", out])
+    from safetensors.torch import save_file
+
+    save_file({"text_projection.weight": torch.zeros(3, 3)}, no_weights / "model.safetensors")
+    assert "does not fit" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(no_weights), "--out", out])
+    save_file({"something.else": torch.zeros(3)}, no_weights / "model.safetensors")
+    assert "is not this CLIP model's weights" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(no_weights), "--out", out])
     pickled = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(2)}, pickled)
     reference = ["--reference", str(tmp_path)]

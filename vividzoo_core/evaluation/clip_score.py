@@ -6,7 +6,8 @@
 - Temporal consistency (proxy): mean image-image cosine of consecutive frames of each view.
 - Cross-view consistency (proxy): mean image-image cosine over all pairs of views at each frame.
 
-The model is a transformers ``CLIPModel`` loaded from a local folder (never downloaded). The text goes
+The model is a transformers ``CLIPModel`` built from a local folder's ``config.json`` and weights
+(read as tensors only, never downloaded). The text goes
 through the bundled CLIP tokenizer (the same BPE vocabulary as OpenAI's CLIP); images are resized
 (shorter side, bicubic), centre-cropped to the model's input size and normalised with CLIP's mean and
 std, as ``CLIPImageProcessor`` does, but batched in torch.
@@ -27,6 +28,7 @@ DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGE_BATCH = 32
+CLIP_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 @dataclass
@@ -61,22 +63,35 @@ class ClipScorer:
     @classmethod
     def from_folder(cls, folder: str | Path, device: torch.device | str = "cpu") -> "ClipScorer":
         """A ``CLIPModel`` folder (config.json + weights), e.g. a local copy of openai/clip-vit-large-patch14."""
-        from transformers import CLIPModel
+        from transformers import CLIPConfig, CLIPModel
+
+        from ..checkpoints.files import read_checkpoint
 
         folder = Path(folder)
         if not (folder / "config.json").is_file():
             raise VividZooError(f"{folder} has no config.json; give the folder of a transformers CLIPModel "
                                 f"(e.g. {DEFAULT_CLIP_MODEL}, see README 'Evaluate')")
         try:
-            model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+            settings = json.loads((folder / "config.json").read_text())
+            model_type = settings.get("model_type")
         except (OSError, ValueError, AttributeError) as error:
             raise VividZooError(f"{folder}/config.json is not a readable JSON config: {error}") from None
         if model_type != "clip":
             raise VividZooError(f"{folder} holds a {model_type!r} model, not CLIP (config.json model_type 'clip')")
+        weights_file = next((folder / name for name in CLIP_WEIGHT_FILES if (folder / name).is_file()), None)
+        if weights_file is None:
+            raise VividZooError(f"{folder} has no {' or '.join(CLIP_WEIGHT_FILES)}; copy the model's weights there")
+        model = CLIPModel(CLIPConfig.from_dict(settings))
+        weights = {k: v for k, v in read_checkpoint(weights_file).tensors.items() if not k.endswith("position_ids")}
         try:
-            model = CLIPModel.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, RuntimeError) as error:
-            raise VividZooError(f"cannot load the CLIP model in {folder}: {str(error).splitlines()[0]}") from None
+            missing, unexpected = model.load_state_dict(weights, strict=False)
+        except RuntimeError as error:
+            raise VividZooError(f"{weights_file} does not fit {folder}/config.json: "
+                                f"{str(error).strip().splitlines()[-1].strip()}") from None
+        missing = [key for key in missing if not key.endswith("position_ids")]
+        if missing or unexpected:
+            raise VividZooError(f"{weights_file} is not this CLIP model's weights: {len(missing)} missing "
+                                f"(e.g. {missing[:1]}), {len(unexpected)} unexpected (e.g. {unexpected[:1]})")
         return cls(model, torch.device(device))
 
     @torch.no_grad()
