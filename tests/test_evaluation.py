@@ -163,7 +163,7 @@ def test_bootstrap_interval_brackets_the_mean_with_the_normal_width():
     values = np.random.default_rng(0).normal(5.0, 2.0, size=400)
     low, high = bootstrap_interval(list(values))
     assert low < values.mean() < high
-    assert high - low == pytest.approx(2 * 1.96 * values.std() / math.sqrt(values.size), rel=0.15)
+    assert high - low == pytest.approx(2 * 1.96 * values.std() / math.sqrt(values.size), rel=0.08)
     assert bootstrap_interval([3.0, 3.0, 3.0]) == (3.0, 3.0)
 
 
@@ -270,6 +270,15 @@ def test_bad_inputs_are_one_line_errors_before_heavy_work(tmp_path, clip_folder,
     assert "does not work as the I3D" in eval_error(capsys, ["eval", "--run", f"a={run}", "--i3d", str(wrong), *reference, "--out", out])
     assert "no object has 10 frames for 4-frame reference clips at stride 3" in eval_error(
         capsys, ["eval", "--run", f"a={run}", "--i3d", str(i3d_file), *reference, "--out", out])
+    prompts, bogus = tmp_path / "prompts.txt", tmp_path / "bogus.safetensors"
+    prompts.write_text(PROMPTS[0])
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(2)}, bogus)
+    generate = ["--mvdream", str(bogus), "--motion", str(bogus), "--alignment", "free=none"]
+    assert "needs --mvdream FILE" in eval_error(capsys, ["eval", "--prompts", str(prompts), *clip, "--out", out])
+    assert "not a Vivid-ZOO alignment file" in eval_error(capsys, ["eval", "--prompts", str(prompts), *generate,
+                                                                   "--alignment", f"trained={bogus}", *clip, "--out", out])
     (run / "001" / "frames" / "f002_v01.png").unlink()
     assert "frames is incomplete" in eval_error(capsys, ["eval", "--run", f"a={run}", *clip, "--out", out])
     assert not Path(out).exists()

@@ -96,6 +96,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     runs = None if prompts else [read_run(name, folder) for name, folder in args.runs]
     if runs:
         check_comparable(runs)
+    else:  # a bad alignment file stops here, not after the runs before it were generated
+        from ..checkpoints import load_alignment
+
+        for _, alignment in args.alignments:
+            if alignment is not None:
+                load_alignment(alignment)
     frames, size = (args.frames, args.size) if prompts else (runs[0].results[0].frames, runs[0].results[0].size)
     scorer, detector = _load_models(args, device)
     reference = reference_clips(args.reference, frames, args.reference_stride, size) if detector else None

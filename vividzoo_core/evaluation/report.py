@@ -97,8 +97,9 @@ def write_reports(scores: list[RunScores], out: Path, notes: list[str]) -> dict[
                 low, high = summary.get(f"{metric}_ci95") or (None, None)
                 row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = low, high
             writer.writerow(row)
-    details = [{**summary, "per_prompt": {"prompt": run.prompts, **run.per_prompt}}
-               for run, summary in zip(scores, summaries)]
+    details = [{**summary, "per_prompt": {"prompt": run.prompts, **{metric: [v if math.isfinite(v) else None for v in values]
+                                                                     for metric, values in run.per_prompt.items()}}}
+               for run, summary in zip(scores, summaries)]  # NaN (one frame or one view) is not JSON: null
     (out / "eval.json").write_text(json.dumps({"runs": details, "notes": notes,
                                                "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "level": 0.95,
                                                              "seed": BOOTSTRAP_SEED}}, indent=1))
@@ -121,8 +122,10 @@ def _bar_chart(summaries: list[dict], path: Path) -> None:
         values = [s.get(metric) if s.get(metric) is not None else math.nan for s in summaries]
         intervals = [s.get(f"{metric}_ci95") or [v, v] for s, v in zip(summaries, values)]
         errors = np.array([[v - low, high - v] for v, (low, high) in zip(values, intervals)]).T
-        axis.bar(range(len(names)), values, yerr=errors if metric != "fvd" else None, capsize=4,
-                 color=[f"C{i}" for i in range(len(names))])
+        bars = axis.bar(range(len(names)), values, yerr=errors if metric != "fvd" else None, capsize=4,
+                        color=[f"C{i}" for i in range(len(names))])
+        if metric == "fvd":
+            axis.bar_label(bars, [f"{s['generated_clips']}/{s['reference_clips']} clips" for s in summaries], fontsize=7)
         axis.set_xticks(range(len(names)), names, rotation=20, ha="right")
         axis.set_title(label, fontsize=9)
         axis.grid(True, axis="y", alpha=0.3)
