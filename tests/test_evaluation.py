@@ -299,7 +299,7 @@ def test_training_validation_logs_clip_quality_beside_the_loss(weights, clip_fol
     from vividzoo_core.data.toy import make_toy_dataset
     from vividzoo_core.evaluation.runs import read_result
     from vividzoo_core.training.config import config_from_dict
-    from vividzoo_core.training.trainer import Trainer
+    from vividzoo_core.training.trainer import Trainer, TrainingLog
 
     make_toy_dataset(tmp_path / "toy", objects=2, views=4, frames=4, size=32, seed=0)
     config = config_from_dict({
@@ -318,6 +318,10 @@ def test_training_validation_logs_clip_quality_beside_the_loss(weights, clip_fol
     assert logged["cross_view_consistency"] == pytest.approx(rescored.cross_view_consistency, rel=1e-2)
     assert Image.open(tmp_path / "run" / "loss.png").size[0] >= 1400  # loss, CLIP score and proxies side by side
     assert list((tmp_path / "run" / "tensorboard").iterdir())
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    TrainingLog(plain, 0).close()
+    assert not (plain / "quality.csv").exists()  # no CLIP folder, no quality log
 
 
 def test_default_validation_prompts_are_the_first_eval_prompts():

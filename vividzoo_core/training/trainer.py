@@ -8,7 +8,8 @@
   the optimiser and learning-rate schedule, written to a ``.partial`` folder and renamed when
   complete, so a killed run always leaves the previous checkpoint intact. Ctrl-C saves one first.
 - Logs: ``loss.csv``, TensorBoard (if installed), ``loss.png``; validation videos from fixed prompts
-  and seeds, scored (CLIP score and consistency proxies, ``quality.csv``) when ``validation_clip`` is set; the final ``alignment.safetensors`` loads in the ComfyUI node and ``vividzoo generate``.
+  and seeds, scored (CLIP score and consistency proxies, ``quality.csv``) when ``validation_clip`` is
+  set; the final ``alignment.safetensors`` loads in the ComfyUI node and ``vividzoo generate``.
 """
 
 from __future__ import annotations
@@ -289,7 +290,8 @@ class TrainingLog:
         if not enabled:
             return
         _keep_rows_until(self.path, start_step, ["step", "loss", "lr", "seconds", "samples_per_second"])
-        _keep_rows_until(self.quality_path, start_step, ["step", *QUALITY_METRICS])
+        if self.quality_path.exists():
+            _keep_rows_until(self.quality_path, start_step, ["step", *QUALITY_METRICS])
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -312,6 +314,8 @@ class TrainingLog:
         """CLIP score and proxies of the validation videos: ``quality.csv``, TensorBoard ``quality/*``."""
         if not self.enabled:
             return
+        if not self.quality_path.exists():
+            _keep_rows_until(self.quality_path, step, ["step", *QUALITY_METRICS])  # the header
         with self.quality_path.open("a", newline="") as handle:
             csv.writer(handle).writerow([step, *(f"{scores[metric]:.6f}" for metric in QUALITY_METRICS)])
         if self.board is not None:
@@ -329,8 +333,10 @@ class TrainingLog:
             return
         with self.path.open() as handle:
             rows = list(csv.DictReader(handle))
-        with self.quality_path.open() as handle:
-            quality = list(csv.DictReader(handle))
+        quality = []
+        if self.quality_path.exists():
+            with self.quality_path.open() as handle:
+                quality = list(csv.DictReader(handle))
         figure, panels = pyplot.subplots(1, 3 if quality else 1, figsize=(15 if quality else 7, 4), squeeze=False)
         axes = panels[0, 0]
         axes.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows])
