@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from vividzoo_core.cameras import orbit
 from vividzoo_core.cli import main
@@ -60,7 +61,8 @@ class TinyI3D(torch.nn.Module):
         video = torch.nn.functional.interpolate(video, size=(x.shape[2], 16, 16), mode="trilinear", align_corners=False)
         motion = (video[:, :, 1:] - video[:, :, :-1]).abs().mean(dim=(2, 3, 4))
         top_minus_bottom = (video[:, :, :, :8] - video[:, :, :, 8:]).mean(dim=(2, 3, 4))  # sees the H/W layout
-        early_minus_late = (video[:, :, : x.shape[2] // 2] - video[:, :, x.shape[2] // 2 :]).mean(dim=(2, 3, 4))
+        half = x.shape[2] // 2
+        early_minus_late = video[:, :, :half].mean(dim=(2, 3, 4)) - video[:, :, half:].mean(dim=(2, 3, 4))
         return torch.cat([video.mean(dim=(2, 3, 4)), video.std(dim=(2, 3, 4)), motion, top_minus_bottom,
                           early_minus_late], dim=1)
 
@@ -170,7 +172,7 @@ def test_bootstrap_interval_brackets_the_mean_with_the_normal_width():
 # -- the command ---------------------------------------------------------------------------------------
 
 def test_eval_of_two_runs_writes_table_csv_json_png_and_fvd(tmp_path, clip_folder, i3d_file, capsys):
-    first, second = write_run(tmp_path / "a", seed=10), write_run(tmp_path / "b", seed=20)
+    first, second = write_run(tmp_path / "a", seed=10, frames=9), write_run(tmp_path / "b", seed=20, frames=9)
     reference = write_reference(tmp_path / "ref", [r.load() for r in read_run("a", first).results])
     out = tmp_path / "eval"
     code = main(["eval", "--run", f"training-free={first}", "--run", f"trained={second}", "--clip", str(clip_folder),
@@ -235,6 +237,7 @@ def eval_error(capsys, argv: list[str]) -> str:
 
 def test_bad_inputs_are_one_line_errors_before_heavy_work(tmp_path, clip_folder, i3d_file, capsys):
     run = write_run(tmp_path / "a", seed=1)
+    long_run = write_run(tmp_path / "long", seed=1, prompts=PROMPTS[:1], frames=9)
     other = write_run(tmp_path / "b", seed=2, prompts=["a green cone, 3d asset", PROMPTS[1]])
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -255,8 +258,6 @@ def test_bad_inputs_are_one_line_errors_before_heavy_work(tmp_path, clip_folder,
     no_weights.mkdir()
     (no_weights / "config.json").write_text((clip_folder / "config.json").read_text())
     assert "has no model.safetensors or pytorch_model.bin" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(no_weights), "--out", out])
-    from safetensors.torch import save_file
-
     save_file({"text_projection.weight": torch.zeros(3, 3)}, no_weights / "model.safetensors")
     assert "does not fit" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(no_weights), "--out", out])
     save_file({"something.else": torch.zeros(3)}, no_weights / "model.safetensors")
@@ -264,16 +265,16 @@ def test_bad_inputs_are_one_line_errors_before_heavy_work(tmp_path, clip_folder,
     pickled = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(2)}, pickled)
     reference = ["--reference", str(tmp_path)]
-    assert "is not a TorchScript file" in eval_error(capsys, ["eval", "--run", f"a={run}", "--i3d", str(pickled), *reference, "--out", out])
+    assert "is not a TorchScript file" in eval_error(capsys, ["eval", "--run", f"a={long_run}", "--i3d", str(pickled), *reference, "--out", out])
     wrong = tmp_path / "wrong.pt"
     torch.jit.script(torch.nn.Linear(3, 3)).save(str(wrong))
-    assert "does not work as the I3D" in eval_error(capsys, ["eval", "--run", f"a={run}", "--i3d", str(wrong), *reference, "--out", out])
-    assert "no object has 10 frames for 4-frame reference clips at stride 3" in eval_error(
+    assert "does not work as the I3D" in eval_error(capsys, ["eval", "--run", f"a={long_run}", "--i3d", str(wrong), *reference, "--out", out])
+    assert "at least 9 frames (the standard is 16); the videos have 4" in eval_error(
         capsys, ["eval", "--run", f"a={run}", "--i3d", str(i3d_file), *reference, "--out", out])
+    assert "no object has 25 frames for 9-frame reference clips at stride 3" in eval_error(
+        capsys, ["eval", "--run", f"a={long_run}", "--i3d", str(i3d_file), *reference, "--out", out])
     prompts, bogus = tmp_path / "prompts.txt", tmp_path / "bogus.safetensors"
     prompts.write_text(PROMPTS[0])
-    from safetensors.torch import save_file
-
     save_file({"weight": torch.zeros(2)}, bogus)
     generate = ["--mvdream", str(bogus), "--motion", str(bogus), "--alignment", "free=none"]
     assert "needs --mvdream FILE" in eval_error(capsys, ["eval", "--prompts", str(prompts), *clip, "--out", out])

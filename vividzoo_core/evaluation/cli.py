@@ -87,7 +87,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from ..pipeline import resolve_device
     from .evaluate import evaluate_runs, generated_runs
-    from .fvd import reference_clips
+    from .fvd import MIN_I3D_FRAMES, reference_clips
     from .runs import check_comparable, read_run
 
     _check_arguments(args)
@@ -103,6 +103,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             if alignment is not None:
                 load_alignment(alignment)
     frames, size = (args.frames, args.size) if prompts else (runs[0].results[0].frames, runs[0].results[0].size)
+    if args.i3d and frames < MIN_I3D_FRAMES:
+        raise VividZooError(f"FVD needs clips of at least {MIN_I3D_FRAMES} frames (the standard is 16); "
+                            f"the videos have {frames}")
     scorer, detector = _load_models(args, device)
     reference = reference_clips(args.reference, frames, args.reference_stride, size) if detector else None
     if prompts:

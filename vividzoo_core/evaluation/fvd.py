@@ -19,6 +19,8 @@ from ..errors import VividZooError
 
 I3D_FILE = "i3d_torchscript.pt"
 I3D_KWARGS = {"rescale": True, "resize": True, "return_features": True}
+MIN_I3D_FRAMES = 9
+"""The I3D's temporal pooling needs 9 frames; FVD is defined (and StyleGAN-V reports it) on 16-frame clips."""
 CLIP_BATCH = 8
 
 
@@ -57,7 +59,11 @@ class I3DFeatures:
         """``(clips, frames, H, W, 3)`` in [0, 1] -> ``(clips, D)`` float64 features."""
         rows = []
         for batch in clips.split(CLIP_BATCH):
-            output = self.detector(to_uint8_clips(batch).to(self.device), **I3D_KWARGS)
+            try:
+                output = self.detector(to_uint8_clips(batch).to(self.device), **I3D_KWARGS)
+            except RuntimeError as error:  # TorchScript errors end with the actual problem
+                raise VividZooError(f"the I3D detector failed on clips of {tuple(batch.shape[1:4])} frames x H x W: "
+                                    f"{str(error).strip().splitlines()[-1]}") from None
             if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != batch.shape[0]:
                 shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
                 raise VividZooError(f"the detector returned {shape}, not one feature row per clip")
