@@ -219,7 +219,8 @@ def test_prompt_comes_from_grid_mp4_metadata_without_info_json(tmp_path):
     assert read_run("a", folder).prompts == PROMPTS
 
 
-def one_line_error(capsys, argv: list[str]) -> str:
+def parse_error(capsys, argv: list[str]) -> str:
+    """An option rejected while parsing: argparse's usage line and one error line, exit status 2."""
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
@@ -228,61 +229,65 @@ def one_line_error(capsys, argv: list[str]) -> str:
     return lines[0]
 
 
-def eval_error(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
-    return err
-
-
 def test_bad_inputs_are_one_line_errors_before_heavy_work(tmp_path, clip_folder, i3d_file, capsys):
     run = write_run(tmp_path / "a", seed=1)
     long_run = write_run(tmp_path / "long", seed=1, prompts=PROMPTS[:1], frames=9)
     other = write_run(tmp_path / "b", seed=2, prompts=["a green cone, 3d asset", PROMPTS[1]])
     empty = tmp_path / "empty"
     empty.mkdir()
-    out = str(tmp_path / "out")
-    clip = ["--clip", str(clip_folder)]
-    assert "missing.pt does not exist" in one_line_error(capsys, ["eval", "--run", f"a={run}", "--i3d", str(tmp_path / "missing.pt"), "--out", out])
-    assert "NAME=FOLDER" in one_line_error(capsys, ["eval", "--run", str(run), *clip, "--out", out])
-    assert "holds no generated results" in eval_error(capsys, ["eval", "--run", f"a={empty}", *clip, "--out", out])
-    assert "different prompts" in eval_error(capsys, ["eval", "--run", f"a={run}", "--run", f"b={other}", *clip, "--out", out])
-    assert "nothing to measure" in eval_error(capsys, ["eval", "--run", f"a={run}", "--out", out])
-    assert "needs both --i3d" in eval_error(capsys, ["eval", "--run", f"a={run}", "--i3d", str(i3d_file), "--out", out])
-    assert "has no config.json" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(empty), "--out", out])
+    out = tmp_path / "out"
+
+    def error(*options: str) -> str:
+        code = main(["eval", *options, "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+        return err
+
+    clip = ("--clip", str(clip_folder))
+    assert "missing.pt does not exist" in parse_error(capsys, ["eval", "--run", f"a={run}", "--i3d",
+                                                               str(tmp_path / "missing.pt"), "--out", str(out)])
+    assert "NAME=FOLDER" in parse_error(capsys, ["eval", "--run", str(run), *clip, "--out", str(out)])
+    assert "holds no generated results" in error("--run", f"a={empty}", *clip)
+    assert "different prompts" in error("--run", f"a={run}", "--run", f"b={other}", *clip)
+    assert "nothing to measure" in error("--run", f"a={run}")
+    assert "needs both --i3d" in error("--run", f"a={run}", "--i3d", str(i3d_file))
+
+    assert "has no config.json" in error("--run", f"a={run}", "--clip", str(empty))
     not_clip = tmp_path / "bert"
     not_clip.mkdir()
     (not_clip / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    assert "not CLIP" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(not_clip), "--out", out])
+    assert "not CLIP" in error("--run", f"a={run}", "--clip", str(not_clip))
     no_weights = tmp_path / "no_weights"
     no_weights.mkdir()
     (no_weights / "config.json").write_text((clip_folder / "config.json").read_text())
-    assert "has no model.safetensors or pytorch_model.bin" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(no_weights), "--out", out])
+    assert "has no model.safetensors or pytorch_model.bin" in error("--run", f"a={run}", "--clip", str(no_weights))
     save_file({"text_projection.weight": torch.zeros(3, 3)}, no_weights / "model.safetensors")
-    assert "does not fit" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(no_weights), "--out", out])
+    assert "does not fit" in error("--run", f"a={run}", "--clip", str(no_weights))
     save_file({"something.else": torch.zeros(3)}, no_weights / "model.safetensors")
-    assert "is not this CLIP model's weights" in eval_error(capsys, ["eval", "--run", f"a={run}", "--clip", str(no_weights), "--out", out])
+    assert "is not this CLIP model's weights" in error("--run", f"a={run}", "--clip", str(no_weights))
+
+    reference = ("--reference", str(tmp_path))
     pickled = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(2)}, pickled)
-    reference = ["--reference", str(tmp_path)]
-    assert "is not a TorchScript file" in eval_error(capsys, ["eval", "--run", f"a={long_run}", "--i3d", str(pickled), *reference, "--out", out])
+    assert "is not a TorchScript file" in error("--run", f"a={long_run}", "--i3d", str(pickled), *reference)
     wrong = tmp_path / "wrong.pt"
     torch.jit.script(torch.nn.Linear(3, 3)).save(str(wrong))
-    assert "does not work as the I3D" in eval_error(capsys, ["eval", "--run", f"a={long_run}", "--i3d", str(wrong), *reference, "--out", out])
-    assert "at least 9 frames (the standard is 16); the videos have 4" in eval_error(
-        capsys, ["eval", "--run", f"a={run}", "--i3d", str(i3d_file), *reference, "--out", out])
-    assert "no object has 25 frames for 9-frame reference clips at stride 3" in eval_error(
-        capsys, ["eval", "--run", f"a={long_run}", "--i3d", str(i3d_file), *reference, "--out", out])
+    assert "does not work as the I3D" in error("--run", f"a={long_run}", "--i3d", str(wrong), *reference)
+    assert "at least 9 frames (the standard is 16); the videos have 4" in error(
+        "--run", f"a={run}", "--i3d", str(i3d_file), *reference)
+    assert "no object has 25 frames for 9-frame reference clips at stride 3" in error(
+        "--run", f"a={long_run}", "--i3d", str(i3d_file), *reference)
+
     prompts, bogus = tmp_path / "prompts.txt", tmp_path / "bogus.safetensors"
     prompts.write_text(PROMPTS[0])
     save_file({"weight": torch.zeros(2)}, bogus)
-    generate = ["--mvdream", str(bogus), "--motion", str(bogus), "--alignment", "free=none"]
-    assert "needs --mvdream FILE" in eval_error(capsys, ["eval", "--prompts", str(prompts), *clip, "--out", out])
-    assert "not a Vivid-ZOO alignment file" in eval_error(capsys, ["eval", "--prompts", str(prompts), *generate,
-                                                                   "--alignment", f"trained={bogus}", *clip, "--out", out])
+    assert "needs --mvdream FILE" in error("--prompts", str(prompts), *clip)
+    assert "not a Vivid-ZOO alignment file" in error(
+        "--prompts", str(prompts), "--mvdream", str(bogus), "--motion", str(bogus), "--alignment", "free=none",
+        "--alignment", f"trained={bogus}", *clip)
     (run / "001" / "frames" / "f002_v01.png").unlink()
-    assert "frames is incomplete" in eval_error(capsys, ["eval", "--run", f"a={run}", *clip, "--out", out])
-    assert not Path(out).exists()
+    assert "frames is incomplete" in error("--run", f"a={run}", *clip)
+    assert not out.exists()
 
 
 def test_i3d_is_called_with_stylegan_v_convention(i3d_file):
