@@ -1,4 +1,4 @@
-"""The ``vividzoo`` command: generate, demo, inspect, make-test-weights, dataset, train.
+"""The ``vividzoo`` command: generate, demo, inspect, make-test-weights, dataset, train, eval.
 
 Errors about the user's input print one clear line and exit with status 2; no traceback.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import VividZooError
+from .evaluation.prompts import read_prompts
 
 DEMO_PROMPT = "a corgi dog running, 3d asset"
 
@@ -69,22 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("directory", type=Path)
     weights.add_argument("--full-size", action="store_true", help="real shapes (several GB) instead of tiny ones")
     from .data.cli import add_dataset_commands
+    from .evaluation.cli import add_evaluation_commands
     from .training.cli import add_training_commands
 
     add_dataset_commands(commands)
     add_training_commands(commands)
+    add_evaluation_commands(commands)
     return parser
-
-
-def read_prompts(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise VividZooError(f"cannot read the prompts file {path}: {error.strerror}") from None
-    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not prompts:
-        raise VividZooError(f"{path} has no prompts (one per line; lines starting with # are comments)")
-    return prompts
 
 
 def _slug(text: str) -> str:

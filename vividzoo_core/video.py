@@ -20,6 +20,7 @@ from .cameras import CameraRig, transforms_json
 from .errors import VividZooError
 
 DEFAULT_FPS = 8
+INFO_FILE = "info.json"
 
 
 @dataclass
@@ -106,7 +107,8 @@ def frame_name(frame: int, view: int) -> str:
 
 
 def save_video(video: MultiViewVideo, out_dir: str | Path) -> dict[str, Path]:
-    """Writes ``grid.mp4``, ``grid.webp``, ``view_XX.mp4``, ``frames/*.png``, ``cameras.json``, ``transforms.json``."""
+    """Writes ``grid.mp4``, ``grid.webp``, ``view_XX.mp4``, ``frames/*.png``, ``cameras.json``, ``transforms.json``
+    and, when the video has settings, ``info.json`` (the same JSON as the MP4's ``comment``, for ``vividzoo eval``)."""
     out = Path(out_dir)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     frames, fps = video.frames, video.fps
@@ -126,6 +128,9 @@ def save_video(video: MultiViewVideo, out_dir: str | Path) -> dict[str, Path]:
     transforms = transforms_json(rig, width, height, frame_name)
     (out / "transforms.json").write_text(json.dumps(transforms, indent=1))
     written.update(frames=out / "frames", cameras=out / "cameras.json", transforms=out / "transforms.json")
+    if video.info:
+        (out / INFO_FILE).write_text(json.dumps(video.info, indent=1))
+        written["info"] = out / INFO_FILE
     return written
 
 

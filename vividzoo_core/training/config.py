@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VividZooError
+from ..evaluation.prompts import default_validation_prompts
 from ..schedules import BETA_SCHEDULES, PAPER_BETA_SCHEDULE
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -54,8 +55,10 @@ class TrainingConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     validate_every: int = 1000
-    validation_prompts: list[str] = field(default_factory=lambda: [
-        "a corgi running, 3d asset", "a robot dancing, 3d asset"])
+    validation_prompts: list[str] = field(default_factory=default_validation_prompts)
+    """Default: the first 4 of vividzoo_core/assets/eval_prompts.txt (each costs a generation per validation)."""
+    validation_clip: str = ""
+    """Local CLIPModel folder: when set, each validation logs CLIP score and proxies (quality.csv)."""
     validation_seed: int = 42
     validation_steps: int = 25
     validation_frames: int = 16
@@ -85,6 +88,8 @@ class TrainingConfig:
             problems.append(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         if self.num_workers < 0 or self.lr_warmup_steps < 0 or self.max_grad_norm <= 0:
             problems.append("num_workers and lr_warmup_steps must be 0 or more, max_grad_norm positive")
+        if self.validation_clip and not Path(self.validation_clip).is_dir():
+            problems.append(f"validation_clip must be a CLIPModel folder, {self.validation_clip!r} is not a folder")
         if problems:
             where = f" in {sources['file']}" if sources and "file" in sources else ""
             raise VividZooError(f"training config{where} is not usable:\n  - " + "\n  - ".join(problems))

@@ -8,7 +8,8 @@
   the optimiser and learning-rate schedule, written to a ``.partial`` folder and renamed when
   complete, so a killed run always leaves the previous checkpoint intact. Ctrl-C saves one first.
 - Logs: ``loss.csv``, TensorBoard (if installed), ``loss.png``; validation videos from fixed prompts
-  and seeds; the final ``alignment.safetensors`` loads in the ComfyUI node and ``vividzoo generate``.
+  and seeds, scored (CLIP score and consistency proxies, ``quality.csv``) when ``validation_clip`` is
+  set; the final ``alignment.safetensors`` loads in the ComfyUI node and ``vividzoo generate``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import csv
 import shutil
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -28,6 +30,7 @@ from ..checkpoints import alignment_checkpoint, load_alignment, load_motion_modu
 from ..compat import TRAINING_FREE_NOTICE, check_pairing
 from ..diffusers_host import VividZooUNet, build_text_encoder, build_unet, build_vae, clip_tokenizer
 from ..errors import VividZooError
+from ..evaluation.report import PER_PROMPT_METRICS
 from ..layout import VideoLayout
 from ..network import MotionModuleSet
 from ..pipeline import GenerationSettings, VividZooPipeline
@@ -41,6 +44,7 @@ CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "training_state.pt"
 ALIGNMENT_FILE = "alignment.safetensors"
 MIXED_PRECISION_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+QUALITY_METRICS = tuple(PER_PROMPT_METRICS)
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -114,6 +118,11 @@ class Trainer:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
         self.model, self.optimizer, self.lr_schedule = self.accelerator.prepare(self.network, optimizer, schedule)
         self.step = 0
+        self.clip_scorer = None
+        if config.validation_clip and self.accelerator.is_main_process:
+            from ..evaluation.clip_score import ClipScorer
+
+            self.clip_scorer = ClipScorer.from_folder(config.validation_clip, device)
 
     # -- one step ------------------------------------------------------------------------------------
 
@@ -197,7 +206,9 @@ class Trainer:
                 if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                     self.save_checkpoint()
                 if self.step % self.config.validate_every == 0 or self.step == self.config.steps:
-                    self.validation_videos()
+                    quality = self.validation_videos()
+                    if quality:
+                        logger.record_quality(self.step, quality)
         except KeyboardInterrupt:
             self.log(f"interrupted at step {self.step}: saving a checkpoint to resume from")
             self.save_checkpoint()
@@ -247,9 +258,11 @@ class Trainer:
         self.step = state["step"]
         self.log(f"resumed from {folder} (step {self.step})")
 
-    def validation_videos(self) -> None:
+    def validation_videos(self) -> dict[str, float]:
+        """Writes the validation videos; with ``validation_clip``, returns their mean CLIP score and proxies."""
         if not self.accelerator.is_main_process:
-            return
+            return {}
+        scores = []
         network = self.accelerator.unwrap_model(self.model).eval()
         pipeline = VividZooPipeline(network, self.vae, self.text_encoder, self.tokenizer, self.accelerator.device,
                                     self.weight_dtype, [], {**self.base_names, "alignment": f"step {self.step}"})
@@ -262,23 +275,23 @@ class Trainer:
             with self.accelerator.autocast():
                 video = pipeline.generate(settings)
             save_video(video, self.output / "validation" / f"{CHECKPOINT_PREFIX}{self.step:07d}" / f"prompt_{index}")
+            if self.clip_scorer is not None:
+                scores.append(asdict(self.clip_scorer.score_video(video.frames, prompt)))
+        return {metric: sum(s[metric] for s in scores) / len(scores) for metric in scores[0]} if scores else {}
 
 
 class TrainingLog:
-    """``loss.csv`` (always), TensorBoard (when installed), and a ``loss.png`` curve (matplotlib)."""
+    """``loss.csv`` (always), TensorBoard (when installed), and a ``loss.png`` curve (matplotlib);
+    with a validation CLIP folder also ``quality.csv``, plotted beside the loss."""
 
     def __init__(self, output: Path, start_step: int, enabled: bool = True) -> None:
         self.path, self.enabled = output / "loss.csv", enabled
+        self.quality_path = output / "quality.csv"
         if not enabled:
             return
-        rows = []
-        if self.path.exists():
-            with self.path.open() as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= start_step]
-        with self.path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["step", "loss", "lr", "seconds", "samples_per_second"])
-            writer.writeheader()
-            writer.writerows(rows)
+        _keep_rows_until(self.path, start_step, ["step", "loss", "lr", "seconds", "samples_per_second"])
+        if self.quality_path.exists():
+            _keep_rows_until(self.quality_path, start_step, ["step", *QUALITY_METRICS])
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -297,6 +310,19 @@ class TrainingLog:
             self.board.add_scalar("samples_per_second", samples_per_second, step)
         self.plot()
 
+    def record_quality(self, step: int, scores: dict[str, float]) -> None:
+        """CLIP score and proxies of the validation videos: ``quality.csv``, TensorBoard ``quality/*``."""
+        if not self.enabled:
+            return
+        if not self.quality_path.exists():
+            _keep_rows_until(self.quality_path, step, ["step", *QUALITY_METRICS])  # the header
+        with self.quality_path.open("a", newline="") as handle:
+            csv.writer(handle).writerow([step, *(f"{scores[metric]:.6f}" for metric in QUALITY_METRICS)])
+        if self.board is not None:
+            for metric in QUALITY_METRICS:
+                self.board.add_scalar(f"quality/{metric}", scores[metric], step)
+        self.plot()
+
     def plot(self) -> None:
         try:
             import matplotlib
@@ -307,10 +333,25 @@ class TrainingLog:
             return
         with self.path.open() as handle:
             rows = list(csv.DictReader(handle))
-        figure, axes = pyplot.subplots(figsize=(7, 4))
+        quality = []
+        if self.quality_path.exists():
+            with self.quality_path.open() as handle:
+                quality = list(csv.DictReader(handle))
+        figure, panels = pyplot.subplots(1, 3 if quality else 1, figsize=(15 if quality else 7, 4), squeeze=False)
+        axes = panels[0, 0]
         axes.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows])
         axes.set(xlabel="step", ylabel="loss (epsilon MSE)", title="Vivid-ZOO alignment training")
         axes.grid(True, alpha=0.3)
+        if quality:
+            steps = [int(r["step"]) for r in quality]
+            panels[0, 1].plot(steps, [float(r["clip_score"]) for r in quality], marker="o")
+            panels[0, 1].set(xlabel="step", ylabel="CLIP score", title="validation CLIP score")
+            for metric in QUALITY_METRICS[1:]:
+                panels[0, 2].plot(steps, [float(r[metric]) for r in quality], marker="o", label=metric.replace("_", " "))
+            panels[0, 2].set(xlabel="step", ylabel="CLIP image cosine", title="consistency (proxies)")
+            panels[0, 2].legend()
+            for axis in panels[0, 1:]:
+                axis.grid(True, alpha=0.3)
         figure.tight_layout()
         figure.savefig(self.path.with_name("loss.png"), dpi=100)
         pyplot.close(figure)
@@ -318,3 +359,15 @@ class TrainingLog:
     def close(self) -> None:
         if self.enabled and self.board is not None:
             self.board.close()
+
+
+def _keep_rows_until(path: Path, step: int, columns: list[str]) -> None:
+    """Rewrites a log CSV with only the rows up to ``step`` (a resumed run continues from there)."""
+    rows = []
+    if path.exists():
+        with path.open() as handle:
+            rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)

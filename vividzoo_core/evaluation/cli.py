@@ -1,0 +1,127 @@
+"""``vividzoo eval``: FVD, CLIP score and consistency proxies of named runs, as the paper's Table 1.
+
+Every input (run folders, model files, reference dataset) is checked before any generation or model
+work; with ``--prompts`` the runs (one per ``--alignment NAME=FILE|none``) are generated first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Callable
+
+from ..cli_options import existing_dir, existing_file, float_range, int_range, non_negative_int, output_dir, positive_int
+from ..errors import VividZooError
+from .prompts import EVAL_PROMPTS, read_prompts
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def _named(value_type: Callable[[str], object], what: str) -> Callable[[str], tuple[str, object]]:
+    """``NAME=VALUE`` with a plain run name (it becomes a table row and a folder name)."""
+
+    def parse(text: str) -> tuple[str, object]:
+        name, sep, value = text.partition("=")
+        if not sep or not NAME_PATTERN.fullmatch(name):
+            raise argparse.ArgumentTypeError(f"{text!r} is not NAME={what} (NAME: letters, digits, _ . + -)")
+        return name, value_type(value)
+
+    parse.__name__ = f"NAME={what}"
+    return parse
+
+
+def _alignment_or_none(text: str) -> Path | None:
+    return None if text == "none" else existing_file(text)
+
+
+def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("eval", help="FVD, CLIP score and consistency proxies of runs (the paper's Table 1)")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", dest="runs", action="append", type=_named(existing_dir, "FOLDER"),
+                        metavar="NAME=FOLDER", help="a run: the output folder of `vividzoo generate --prompts` (repeat)")
+    source.add_argument("--prompts", nargs="?", const=EVAL_PROMPTS, type=existing_file, metavar="FILE",
+                        help="generate the runs first from these prompts (no FILE: the shipped eval_prompts.txt)")
+    evaluate.add_argument("--clip", type=existing_dir, metavar="FOLDER",
+                          help="local transformers CLIPModel folder (e.g. openai/clip-vit-large-patch14)")
+    evaluate.add_argument("--i3d", type=existing_file, metavar="FILE", help="StyleGAN-V's i3d_torchscript.pt (for FVD)")
+    evaluate.add_argument("--reference", type=existing_dir, metavar="DATASET",
+                          help="held-out real multi-view videos in the dataset format (for FVD)")
+    evaluate.add_argument("--reference-stride", type=positive_int, default=3,
+                          help="frame stride of reference clips (default 3, the training stride)")
+    evaluate.add_argument("--out", type=output_dir, required=True, help="folder for eval.txt/csv/json/png")
+    evaluate.add_argument("--device", default="auto", help="auto (CUDA when present), cuda, cuda:N or cpu")
+    generation = evaluate.add_argument_group("with --prompts: the runs to generate (same seed and settings for all)")
+    generation.add_argument("--mvdream", type=existing_file, help="MVDream checkpoint, e.g. sd-v1.5-4view.pt")
+    generation.add_argument("--motion", type=existing_file, help="AnimateDiff motion module, e.g. mm_sd_v15_v2.ckpt")
+    generation.add_argument("--alignment", dest="alignments", action="append", metavar="NAME=FILE|none",
+                            type=_named(_alignment_or_none, "FILE|none"),
+                            help="one run per use: trained alignment layers, or none for training-free (repeat)")
+    generation.add_argument("--views", type=int_range(1, 64), default=4, help="views (default 4)")
+    generation.add_argument("--frames", type=positive_int, default=16, help="frames per view (default 16)")
+    generation.add_argument("--size", type=int_range(8), default=256, help="pixels, a multiple of 8 (default 256)")
+    generation.add_argument("--steps", type=positive_int, default=50, help="DDIM steps (default 50)")
+    generation.add_argument("--cfg", type=float_range(0.0), default=7.5, help="guidance scale (default 7.5)")
+    generation.add_argument("--seed", type=non_negative_int, default=0, help="seed for every prompt (default 0)")
+    generation.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
+    evaluate.set_defaults(handler=_evaluate)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    if not args.clip and not args.i3d:
+        raise VividZooError("nothing to measure: give --clip FOLDER (CLIP score, proxies) and/or --i3d FILE "
+                            "with --reference DATASET (FVD)")
+    if bool(args.i3d) != bool(args.reference):
+        raise VividZooError("FVD needs both --i3d FILE and --reference DATASET")
+    names = [name for name, _ in (args.runs or args.alignments or [])]
+    if len(set(names)) != len(names):
+        raise VividZooError(f"run names must differ; got {names}")
+    if args.prompts is not None:
+        missing = [option for option in ("mvdream", "motion", "alignments") if not getattr(args, option)]
+        if missing:
+            raise VividZooError("--prompts generates runs and needs --mvdream FILE, --motion FILE and one "
+                                "--alignment NAME=FILE|none per run; missing: "
+                                + ", ".join(f"--{m.rstrip('s')}" for m in missing))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ..pipeline import resolve_device
+    from .evaluate import evaluate_runs, generated_runs
+    from .fvd import MIN_I3D_FRAMES, reference_clips
+    from .runs import check_comparable, read_run
+
+    _check_arguments(args)
+    device = resolve_device(args.device)
+    prompts = read_prompts(args.prompts) if args.prompts is not None else None
+    runs = None if prompts else [read_run(name, folder) for name, folder in args.runs]
+    if runs:
+        check_comparable(runs)
+    else:  # a bad alignment file stops here, not after the runs before it were generated
+        from ..checkpoints import load_alignment
+
+        for _, alignment in args.alignments:
+            if alignment is not None:
+                load_alignment(alignment)
+    frames, size = (args.frames, args.size) if prompts else (runs[0].results[0].frames, runs[0].results[0].size)
+    if args.i3d and frames < MIN_I3D_FRAMES:
+        raise VividZooError(f"FVD needs clips of at least {MIN_I3D_FRAMES} frames (the standard is 16); "
+                            f"the videos have {frames}")
+    scorer, detector = _load_models(args, device)
+    reference = reference_clips(args.reference, frames, args.reference_stride, size) if detector else None
+    if prompts:
+        runs = generated_runs(args, prompts)
+    evaluate_runs(runs, scorer, detector, reference, args.out)
+    return 0
+
+
+def _load_models(args: argparse.Namespace, device):
+    scorer = detector = None
+    if args.clip:
+        from .clip_score import ClipScorer
+
+        scorer = ClipScorer.from_folder(args.clip, device)
+    if args.i3d:
+        from .fvd import I3DFeatures
+
+        detector = I3DFeatures.from_file(args.i3d, device)
+    return scorer, detector

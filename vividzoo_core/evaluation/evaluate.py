@@ -1,0 +1,80 @@
+"""Scoring runs: CLIP score and proxies per prompt, I3D features per view clip, FVD per run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .clip_score import ClipScorer
+from .frechet import fit_gaussian, frechet_distance
+from .fvd import I3DFeatures
+from .report import PER_PROMPT_METRICS, RunScores, table, write_reports
+from .runs import Run, read_run
+
+
+def generated_runs(args: argparse.Namespace, prompts: list[str], log: Callable[[str], None] = print) -> list[Run]:
+    """Runs ``vividzoo generate --prompts`` once per ``--alignment NAME=FILE|none`` into ``OUT/runs/NAME``."""
+    from ..cli import build_parser, run_generation
+
+    runs = []
+    for name, alignment in args.alignments:
+        folder = Path(args.out) / "runs" / name
+        command = ["generate", "--mvdream", str(args.mvdream), "--motion", str(args.motion), "--prompts",
+                   str(args.prompts), "--views", str(args.views), "--frames", str(args.frames), "--size",
+                   str(args.size), "--steps", str(args.steps), "--cfg", str(args.cfg), "--seed", str(args.seed),
+                   "--device", args.device, "--dtype", args.dtype, "--out", str(folder)]
+        if alignment is not None:
+            command += ["--alignment", str(alignment)]
+        log(f"generating run {name!r} ({'alignment ' + alignment.name if alignment else 'training-free'})")
+        run_generation(build_parser().parse_args(command), prompts, log)
+        runs.append(read_run(name, folder))
+    return runs
+
+
+def evaluate_runs(runs: list[Run], scorer: ClipScorer | None, detector: I3DFeatures | None,
+                  reference: tuple[int, Iterator[torch.Tensor]] | None, out: Path,
+                  log: Callable[[str], None] = print) -> list[RunScores]:
+    """Scores every run, writes ``eval.*`` to ``out`` and prints the table."""
+    from tqdm import tqdm
+
+    notes = ["temporal and cross-view consistency are proxies (mean CLIP image cosine of consecutive frames / "
+             "of the views of one frame), not metrics from the paper"] if scorer else []
+    reference_gaussian = None
+    if detector is not None and reference is not None:
+        objects, clips = reference
+        features = np.concatenate([detector.features(clip) for clip in tqdm(clips, total=objects,
+                                                                             desc="reference clips (I3D)")])
+        reference_gaussian = fit_gaussian(features)
+    scores = []
+    for run in runs:
+        run_scores = RunScores(run.name, run.prompts, {metric: [] for metric in PER_PROMPT_METRICS} if scorer else {})
+        features = []
+        for result in tqdm(run.results, desc=f"run {run.name}", unit="prompt"):
+            frames = result.load()
+            if scorer is not None:
+                video = scorer.score_video(frames, result.prompt)
+                for metric in PER_PROMPT_METRICS:
+                    run_scores.per_prompt[metric].append(getattr(video, metric))
+            if detector is not None:
+                features.append(detector.features(frames.transpose(0, 1)))  # one clip per view
+        if reference_gaussian is not None:
+            generated = fit_gaussian(np.concatenate(features))
+            run_scores.fvd = frechet_distance(generated, reference_gaussian)
+            run_scores.generated_clips, run_scores.reference_clips = generated.count, reference_gaussian.count
+            fewest = min(generated.count, reference_gaussian.count)
+            if fewest < detector.dimension:
+                notes.append(f"warning: FVD of {run.name!r} comes from {generated.count} generated and "
+                             f"{reference_gaussian.count} reference clips, fewer than the {detector.dimension} "
+                             "feature dimensions: the covariances are singular and FVD depends strongly on the "
+                             "clip count; compare only runs with equal counts")
+        scores.append(run_scores)
+    written = write_reports(scores, out, notes)
+    log(table(scores))
+    for note in notes:
+        log(note)
+    log("wrote " + ", ".join(str(path) for path in written.values()))
+    return scores

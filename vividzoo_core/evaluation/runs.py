@@ -1,0 +1,129 @@
+"""Reading generated runs: the folders ``vividzoo generate --prompts`` writes.
+
+A run folder holds one result folder per prompt (or is itself one result, from ``--prompt``). A result
+has ``frames/fFFF_vVV.png`` (every frame of every view) and its prompt in ``info.json``, or, for
+results written before ``info.json`` existed, in the JSON ``comment`` metadata of ``grid.mp4``.
+Everything is checked before any model runs; frames are decoded one result at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import VividZooError
+from ..video import INFO_FILE, frame_name
+
+FRAME_PATTERN = re.compile(r"f(\d{3})_v(\d{2})\.png")
+
+
+@dataclass
+class GeneratedResult:
+    folder: Path
+    prompt: str
+    frames: int
+    views: int
+    size: int
+    """Height of the frames in pixels (generated frames are square)."""
+
+    def load(self) -> torch.Tensor:
+        """``(frames, views, H, W, 3)`` float in [0, 1], like ``MultiViewVideo.frames``."""
+        images = [[np.asarray(Image.open(self.folder / frame_name(f, v)).convert("RGB")) for v in range(self.views)]
+                  for f in range(self.frames)]
+        sizes = {image.shape for row in images for image in row}
+        if len(sizes) != 1:
+            raise VividZooError(f"{self.folder}/frames: images of different sizes {sorted(sizes)}")
+        return torch.from_numpy(np.stack([np.stack(row) for row in images])).float() / 255.0
+
+
+@dataclass
+class Run:
+    name: str
+    folder: Path
+    results: list[GeneratedResult]
+
+    @property
+    def prompts(self) -> list[str]:
+        return [result.prompt for result in self.results]
+
+
+def _prompt_of(folder: Path) -> str:
+    info_file = folder / INFO_FILE
+    if info_file.is_file():
+        try:
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise VividZooError(f"{info_file} is not valid JSON: {error}") from None
+    else:
+        info = _mp4_comment(folder / "grid.mp4")
+    prompt = info.get("prompt") if isinstance(info, dict) else None
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise VividZooError(f"{folder}: no prompt found (in {INFO_FILE} or grid.mp4's comment metadata); "
+                            "evaluate folders written by `vividzoo generate`")
+    return prompt
+
+
+def _mp4_comment(path: Path) -> dict:
+    import av
+
+    if not path.is_file():
+        return {}
+    try:
+        with av.open(str(path)) as container:
+            return json.loads(container.metadata.get("comment", "{}"))
+    except (av.error.FFmpegError, ValueError):
+        return {}
+
+
+def read_result(folder: Path) -> GeneratedResult:
+    """The prompt and frame grid of one result folder; every frame of every view must be there."""
+    found = {tuple(map(int, m.groups())) for p in (folder / "frames").glob("*.png") if (m := FRAME_PATTERN.fullmatch(p.name))}
+    if not found:
+        raise VividZooError(f"{folder}: no frames/fFFF_vVV.png images (is this a `vividzoo generate` result?)")
+    frames, views = max(f for f, _ in found) + 1, max(v for _, v in found) + 1
+    missing = sorted(set((f, v) for f in range(frames) for v in range(views)) - found)
+    if missing:
+        names = ", ".join(Path(frame_name(f, v)).name for f, v in missing[:3])
+        raise VividZooError(f"{folder}/frames is incomplete: {len(missing)} of {frames} frames x {views} views "
+                            f"missing ({names}...)")
+    with Image.open(folder / frame_name(0, 0)) as first:
+        size = first.height
+    return GeneratedResult(folder, _prompt_of(folder), frames, views, size)
+
+
+def read_run(name: str, folder: Path) -> Run:
+    """Every result in ``folder`` (sorted by folder name), all with the same frame and view counts."""
+    if not folder.is_dir():
+        raise VividZooError(f"run {name!r}: {folder} is not a folder")
+    if (folder / "frames").is_dir():
+        results = [read_result(folder)]
+    else:
+        subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and (p / "frames").is_dir())
+        if not subfolders:
+            raise VividZooError(f"run {name!r}: {folder} holds no generated results (folders with frames/)")
+        results = [read_result(p) for p in subfolders]
+    shapes = {(r.frames, r.views, r.size) for r in results}
+    if len(shapes) != 1:
+        raise VividZooError(f"run {name!r}: results differ in frames x views x size {sorted(shapes)}; "
+                            "generate every result of a run with the same --frames, --views and --size")
+    return Run(name, folder, results)
+
+
+def check_comparable(runs: list[Run]) -> None:
+    """Runs in one table must share their prompts, frame count and view count."""
+    first = runs[0]
+    for run in runs[1:]:
+        if sorted(run.prompts) != sorted(first.prompts):
+            only = sorted(set(run.prompts) ^ set(first.prompts)) or ["(same prompts, different repeats)"]
+            raise VividZooError(f"runs {first.name!r} and {run.name!r} have different prompts, e.g. {only[0]!r}; "
+                                "compare runs generated from the same prompt list")
+        shape, other = first.results[0], run.results[0]
+        if (shape.frames, shape.views, shape.size) != (other.frames, other.views, other.size):
+            raise VividZooError(f"runs {first.name!r} and {run.name!r} differ in frames x views x size "
+                                f"({shape.frames}x{shape.views}x{shape.size} vs {other.frames}x{other.views}x{other.size})")
