@@ -1,9 +1,11 @@
-"""``vividzoo dataset ...``: check a dataset, make a toy one."""
+"""``vividzoo dataset ...``: check a dataset, make a toy one, import MV-Video, draw cameras over frames."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from ..cli_options import existing_dir, existing_file, output_dir, positive_float, positive_int, non_negative_int
 
 
 def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
@@ -24,6 +26,21 @@ def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
     toy.add_argument("--size", type=int, default=64, help="image size in pixels")
     toy.add_argument("--seed", type=int, default=0)
     toy.set_defaults(handler=_make_toy)
+    mv_video = actions.add_parser("from-mv-video", help="a dataset of links to a downloaded MV-Video (Animate3D)")
+    mv_video.add_argument("videos", type=existing_dir, help="the extracted videos/ folder (<uid>/<anim>/view_<k>.mp4)")
+    mv_video.add_argument("--info", type=existing_file, required=True, help="MV-Video's uid_info_dict.json")
+    mv_video.add_argument("--out", type=output_dir, required=True, help="the dataset folder to write")
+    mv_video.add_argument("--only", type=existing_file, help="import only these uids (high_quality_uid.txt)")
+    mv_video.set_defaults(handler=_from_mv_video)
+    overlay = actions.add_parser("camera-overlay",
+                                 help="draw where cameras.json puts the object centre and up axis over each view")
+    overlay.add_argument("object", type=existing_dir, help="one object folder of a dataset")
+    overlay.add_argument("--out", type=Path, required=True, help="the picture to write (.png)")
+    overlay.add_argument("--frame", type=non_negative_int, default=0, help="which frame of each view (default 0)")
+    overlay.add_argument("--size", type=positive_int, default=256, help="pixels per view (default 256)")
+    overlay.add_argument("--radius", type=positive_float, help="camera distance from the centre (default 2.4)")
+    overlay.add_argument("--fov", type=positive_float, help="vertical field of view in degrees (default 40)")
+    overlay.set_defaults(handler=_camera_overlay)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -47,4 +64,30 @@ def _make_toy(args: argparse.Namespace) -> int:
 
     folders = make_toy_dataset(args.directory, args.objects, args.views, args.frames, args.size, seed=args.seed)
     print(f"wrote {len(folders)} objects ({args.views} views x {args.frames} frames, {args.size} px) to {args.directory}")
+    return 0
+
+
+def _from_mv_video(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .mv_video import import_mv_video
+
+    with tqdm(unit="animation", desc="linking") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        summary = import_mv_video(args.videos, args.info, args.out, args.only, on_progress=progress)
+    print(summary.text())
+    return 1 if summary.problems else 0
+
+
+def _camera_overlay(args: argparse.Namespace) -> int:
+    from ..cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS
+    from .overlay import camera_overlay
+
+    picture = camera_overlay(args.object, args.size, args.frame, args.radius or DEFAULT_RADIUS,
+                             args.fov or DEFAULT_FOV_DEGREES)
+    picture.save(args.out)
+    print(f"wrote {args.out}: red dot = projected object centre, green line = world up axis")
     return 0
