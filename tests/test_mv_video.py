@@ -163,3 +163,27 @@ def test_missing_views_and_undownloaded_objects(tmp_path, renders, capsys):
     (tmp_path / "only.txt").write_text("zzz\n")
     summary = import_mv_video(videos, info, tmp_path / "data", only=tmp_path / "only.txt")
     assert (summary.not_downloaded, summary.problems) == (["zzz-01"], [])
+
+
+def test_check_reports_broken_and_short_videos(imported, renders, tmp_path, capsys):
+    data = tmp_path / "data"
+    folder = data / "abc123-00"
+    (folder / "views").mkdir(parents=True)
+    for name in ("caption.txt", "cameras.json"):
+        (folder / name).write_bytes((imported / "abc123-00" / name).read_bytes())
+    for k in range(VIEWS):
+        (folder / "views" / f"{k:03d}.mp4").symlink_to((imported / "abc123-00" / "views" / f"{k:03d}.mp4").resolve())
+    check = ["dataset", "check", str(data), "--frames", str(FRAMES), "--stride", "1"]
+    assert main(check) == 0
+    (folder / "views" / "002.mp4").unlink()
+    write_mp4(folder / "views" / "002.mp4", (torch.from_numpy(renders[f, 2] / 255.0) for f in range(FRAMES - 1)), fps=24)
+    (folder / "views" / "007.mp4").unlink()
+    (folder / "views" / "007.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    assert main(check) == 1
+    out = capsys.readouterr().out
+    assert "abc123-00: views/007.mp4: not a readable video" in out, out
+    (folder / "views" / "007.mp4").unlink()
+    (folder / "views" / "007.mp4").symlink_to((imported / "abc123-00" / "views" / "007.mp4").resolve())
+    assert main(check) == 1
+    assert "abc123-00: views have unequal frame counts: {'000.mp4': 6, '001.mp4': 6, '002.mp4': 5" in \
+        capsys.readouterr().out

@@ -91,6 +91,21 @@ def output_dir(text: str) -> Path:
     return path
 
 
+def shard(text: str) -> tuple[int, int]:
+    """``I/N``: the I-th (0-based) of N disjoint parts of a job, as a scheduler's array index gives it."""
+    index, slash, count = text.partition("/")
+    if not (slash and index.strip().isdigit() and count.strip().isdigit()) or not 0 <= int(index) < int(count):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shard; use I/N with 0 <= I < N, e.g. 0/8")
+    return int(index), int(count)
+
+
+def torch_device(text: str) -> str:
+    """``auto`` (CUDA when there is one, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    if text not in ("auto", "cpu", "cuda", "mps") and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    return text
+
+
 def _bounds(low, high, low_open: bool = False, high_open: bool = False) -> str:
     if low is not None and high is not None:
         return f"{'more than' if low_open else 'at least'} {low:g} and {'less than' if high_open else 'at most'} {high:g}"

@@ -1,11 +1,14 @@
-"""``vividzoo dataset ...``: check a dataset, make a toy one, import MV-Video, draw cameras over frames."""
+"""``vividzoo dataset ...``: check a dataset, make a toy one, import MV-Video, draw cameras over frames,
+encode a latent cache."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..cli_options import existing_dir, existing_file, output_dir, positive_float, positive_int, non_negative_int
+from ..cli_options import (
+    existing_dir, existing_file, int_range, non_negative_int, output_dir, positive_float, positive_int, shard, torch_device,
+)
 
 
 def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
@@ -17,6 +20,9 @@ def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--frames", type=int, default=16, help="frames per training sample (default 16)")
     check.add_argument("--stride", type=int, default=3, help="frame stride of a training sample (default 3)")
     check.add_argument("--quick", action="store_true", help="do not decode every image")
+    check.add_argument("--mvdream", type=existing_file, help="also report latent caches not made from this checkpoint")
+    check.add_argument("--image-size", type=int_range(8), default=256,
+                       help="with --mvdream: the training image size the caches must have (default 256)")
     check.set_defaults(handler=_check)
     toy = actions.add_parser("make-toy", help="a small synthetic dataset of moving shapes with exact camera poses")
     toy.add_argument("directory", type=Path)
@@ -26,6 +32,14 @@ def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
     toy.add_argument("--size", type=int, default=64, help="image size in pixels")
     toy.add_argument("--seed", type=int, default=0)
     toy.set_defaults(handler=_make_toy)
+    encode = actions.add_parser("encode", help="cache VAE latents and caption embeddings: training then skips both")
+    encode.add_argument("directory", type=existing_dir)
+    encode.add_argument("--mvdream", type=existing_file, required=True, help="the MVDream checkpoint training uses")
+    encode.add_argument("--image-size", type=int_range(8), default=256, help="training image size (default 256)")
+    encode.add_argument("--shard", type=shard, default=(0, 1), help="I/N: encode the I-th of N parts (0-based)")
+    encode.add_argument("--device", type=torch_device, default="auto", help="auto (CUDA when present), cuda, cuda:N, cpu")
+    encode.add_argument("--chunk", type=positive_int, default=16, help="frames per VAE call (default 16)")
+    encode.set_defaults(handler=_encode)
     mv_video = actions.add_parser("from-mv-video", help="a dataset of links to a downloaded MV-Video (Animate3D)")
     mv_video.add_argument("videos", type=existing_dir, help="the extracted videos/ folder (<uid>/<anim>/view_<k>.mp4)")
     mv_video.add_argument("--info", type=existing_file, required=True, help="MV-Video's uid_info_dict.json")
@@ -55,6 +69,7 @@ def _check(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         report = scan_dataset(args.directory, args.views, frames_needed, not args.quick, progress)
+    report.problems += _cache_problems(report.objects, args.mvdream, args.image_size)
     print(report.summary())
     return 1 if report.problems else 0
 
@@ -90,4 +105,40 @@ def _camera_overlay(args: argparse.Namespace) -> int:
                              args.fov or DEFAULT_FOV_DEGREES)
     picture.save(args.out)
     print(f"wrote {args.out}: red dot = projected object centre, green line = world up axis")
+    return 0
+
+
+def _cache_problems(objects: list, mvdream: Path | None, image_size: int) -> list[str]:
+    """Caches that exist but cannot be used; with ``mvdream``, every object must have a fresh one."""
+    from .latents import CacheKey, cache_path, cache_problem
+
+    key = CacheKey.of(mvdream, image_size) if mvdream else None
+    cached = [video for video in objects if cache_path(video).exists()]
+    if not cached and key is None:
+        return []
+    judged = objects if key else cached
+    problems = [f"{video.directory.name}: {problem}" for video in judged if (problem := cache_problem(video, key))]
+    print(f"latent cache: {len(judged) - len(problems)} of {len(objects)} objects have a usable one")
+    return problems
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..diffusers_host import quiet_diffusers
+    from ..pipeline import resolve_device
+    from .latents import LatentEncoder, encode_dataset, shard_objects
+    from .reader import scan_dataset
+
+    report = scan_dataset(args.directory, views=1, frames_needed=1, decode_images=False)
+    if report.problems:
+        print(f"skipping {len(report.problems)} problems (`vividzoo dataset check {args.directory}` lists them)")
+    index, count = args.shard
+    objects = shard_objects(report.objects, index, count)
+    quiet_diffusers()
+    encoder = LatentEncoder(args.mvdream, args.image_size, resolve_device(args.device), args.chunk)
+    with tqdm(total=len(objects), unit="object", desc=f"encoding shard {index}/{count}") as bar:
+        encoded, done_before = encode_dataset(objects, encoder, lambda done, total: bar.update(done - bar.n))
+    print(f"encoded {encoded} objects, {done_before} were already encoded (shard {index}/{count} of "
+          f"{len(report.objects)} objects)")
     return 0
