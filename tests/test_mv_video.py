@@ -187,3 +187,29 @@ def test_check_reports_broken_and_short_videos(imported, renders, tmp_path, caps
     assert main(check) == 1
     assert "abc123-00: views have unequal frame counts: {'000.mp4': 6, '001.mp4': 6, '002.mp4': 5" in \
         capsys.readouterr().out
+
+
+def test_seeking_lands_on_the_asked_frames_with_frequent_keyframes(tmp_path, renders):
+    import av
+
+    from vividzoo_core.data.frames import VideoFrames
+
+    clip = np.concatenate([renders[:, 0], renders[:, 4]])  # 12 frames, all different
+    with av.open(str(tmp_path / "v.mp4"), mode="w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "yuv420p"
+        stream.codec_context.gop_size = 3  # a keyframe every 3 frames, B-frames between: real seeks
+        stream.options = {"crf": "4", "bf": "2"}
+        for image in clip:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    video = VideoFrames(tmp_path / "v.mp4")
+    assert video.count == 12
+    wanted = [10, 4, 7, 11]
+    for index, image in zip(wanted, video.read(wanted)):
+        errors = [np.abs(np.asarray(image.convert("RGB"), dtype=float) - frame).mean() for frame in clip]
+        assert int(np.argmin(errors)) == index and errors[index] < 3, errors
+    with pytest.raises(VividZooError, match="v.mp4: has 12 frames, frame 12 was asked for"):
+        video.read([12])
