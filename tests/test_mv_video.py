@@ -213,3 +213,16 @@ def test_seeking_lands_on_the_asked_frames_with_frequent_keyframes(tmp_path, ren
         assert int(np.argmin(errors)) == index and errors[index] < 3, errors
     with pytest.raises(VividZooError, match="v.mp4: has 12 frames, frame 12 was asked for"):
         video.read([12])
+
+
+def test_the_command_line_names_a_bad_info_file_without_a_traceback(tmp_path, capsys):
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "info.json").write_text('{"u": {"anim": {"00": {"angle": {"elv": 5}, "text_prompt": "x"}}}}')
+    arguments = ["dataset", "from-mv-video", str(tmp_path / "videos"), "--info", str(tmp_path / "info.json"),
+                 "--out", str(tmp_path / "data")]
+    assert main(arguments) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "error: info.json: u anim 00: angle.azi_start must be a number of degrees, got None")
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments[:3] + ["--info", str(tmp_path / "missing.json"), "--out", str(tmp_path / "data")])
+    assert exit_info.value.code == 2 and "missing.json does not exist" in capsys.readouterr().err
