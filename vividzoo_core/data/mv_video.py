@@ -21,6 +21,11 @@ with the same cameras the loader describes, and the distance and field of view (
 embedding only takes unit-distance poses, so they matter only for a pixel check). Check on real data
 with ``vividzoo dataset camera-overlay DATA/<uid>-<anim> --out overlay.png``: it draws where these
 cameras put the object centre and the up axis over every view's first frame.
+
+Frames: every decoded frame of a video is used. The data card says animations longer than 4 s were
+rendered as their first and last 2 s; Animate3D's loader reads only the first 48 frames. If such a
+video holds both parts (96 frames), a 46-frame clip can span the cut; ``dataset check`` shows the
+frame counts (not verified on the real download).
 """
 
 from __future__ import annotations
