@@ -14,9 +14,8 @@ from PIL import Image
 
 from vividzoo_core.cameras import orbit
 from vividzoo_core.cli import main
-from vividzoo_core.data.reader import (
-    MultiViewVideoDataset, evenly_spaced_view_sets, load_image, scan_dataset, view_azimuths,
-)
+from vividzoo_core.data.frames import load_image
+from vividzoo_core.data.reader import MultiViewVideoDataset, evenly_spaced_view_sets, scan_dataset, view_azimuths
 from vividzoo_core.data.format import frame_path
 from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.training.sampler import EpochSampler
@@ -124,10 +123,10 @@ def test_samples_are_orthogonal_strided_and_deterministic(data):
     np.testing.assert_allclose(np.diff(np.unwrap(np.radians(azimuths[chosen]))), np.radians(90), atol=1e-6)
     # Frames at stride 2 from a start: matches the images of those views and frames.
     start = next(s for s in range(video.frames - 6)
-                 if torch.allclose(sample["pixels"][0], load_image(video.images[chosen[0]][s], 16)))
+                 if torch.allclose(sample["pixels"][0], load_image(video.sources[chosen[0]].paths[s], 16)))
     for f in range(4):
         for v in range(4):
-            expected = load_image(video.images[chosen[v]][start + 2 * f], 16)
+            expected = load_image(video.sources[chosen[v]].paths[start + 2 * f], 16)
             assert torch.allclose(sample["pixels"][f * 4 + v], expected)
     choices = {tuple(dataset[(epoch, 1)]["cameras"][:4, 3].tolist()) for epoch in range(12)}
     assert len(choices) > 1  # other epochs draw other view sets

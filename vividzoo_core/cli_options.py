@@ -91,6 +91,13 @@ def output_dir(text: str) -> Path:
     return path
 
 
+def torch_device(text: str) -> str:
+    """``auto`` (CUDA when there is one, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    if text not in ("auto", "cpu", "cuda", "mps") and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    return text
+
+
 def _bounds(low, high, low_open: bool = False, high_open: bool = False) -> str:
     if low is not None and high is not None:
         return f"{'more than' if low_open else 'at least'} {low:g} and {'less than' if high_open else 'at most'} {high:g}"

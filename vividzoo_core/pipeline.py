@@ -17,7 +17,9 @@ from .cameras import CameraRig, orbit
 from .checkpoints import load_alignment, load_motion_module, load_mvdream
 from .compat import check_pairing
 from .context_windows import blend_windows, frame_windows
-from .diffusers_host import VividZooUNet, build_text_encoder, build_unet, build_vae, clip_tokenizer, decode_latents
+from .diffusers_host import (
+    VividZooUNet, build_text_encoder, build_unet, build_vae, clip_tokenizer, decode_latents, encode_text,
+)
 from .errors import VividZooError
 from .layout import VideoLayout
 from .network import MotionModuleSet
@@ -118,11 +120,8 @@ class VividZooPipeline:
     def max_frames(self) -> int:
         return self.network.motion.max_frames
 
-    @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
-        ids = self.tokenizer(prompts, padding="max_length", max_length=77, truncation=True,
-                             return_tensors="pt").input_ids.to(self.device)
-        return self.text_encoder(ids).last_hidden_state
+        return encode_text(self.tokenizer, self.text_encoder, prompts, self.device)
 
     def context_windows(self, settings: GenerationSettings) -> list[list[int]]:
         length = settings.context_frames or settings.frames

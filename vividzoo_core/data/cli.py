@@ -1,16 +1,19 @@
-"""``vividzoo dataset ...``: check a dataset, make a toy one, render one from animated 3D assets."""
+"""``vividzoo dataset ...``: check a dataset, make a toy one, render one from animated 3D assets, import
+MV-Video, draw cameras over frames, encode a latent cache."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..cli_options import (existing_file, existing_path, float_range, float_span, int_range, output_dir,
-                           non_negative_int, positive_float, positive_int, shard)
+from ..cli_options import (
+    existing_dir, existing_file, existing_path, float_range, float_span, int_range, non_negative_int, output_dir,
+    positive_float, positive_int, shard, torch_device,
+)
 
 
 def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
-    dataset = commands.add_parser("dataset", help="check a training dataset, or make a toy one")
+    dataset = commands.add_parser("dataset", help="make, render, import, check and cache training datasets")
     actions = dataset.add_subparsers(dest="dataset_command", required=True)
     check = actions.add_parser("check", help="report every problem of a dataset before training")
     check.add_argument("directory", type=Path)
@@ -18,6 +21,9 @@ def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--frames", type=int, default=16, help="frames per training sample (default 16)")
     check.add_argument("--stride", type=int, default=3, help="frame stride of a training sample (default 3)")
     check.add_argument("--quick", action="store_true", help="do not decode every image")
+    check.add_argument("--mvdream", type=existing_file, help="also report latent caches not made from this checkpoint")
+    check.add_argument("--image-size", type=int_range(8), default=256,
+                       help="with --mvdream: the training image size the caches must have (default 256)")
     check.set_defaults(handler=_check)
     toy = actions.add_parser("make-toy", help="a small synthetic dataset of moving shapes with exact camera poses")
     toy.add_argument("directory", type=Path)
@@ -27,6 +33,29 @@ def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
     toy.add_argument("--size", type=int, default=64, help="image size in pixels")
     toy.add_argument("--seed", type=int, default=0)
     toy.set_defaults(handler=_make_toy)
+    encode = actions.add_parser("encode", help="cache VAE latents and caption embeddings: training then skips both")
+    encode.add_argument("directory", type=existing_dir)
+    encode.add_argument("--mvdream", type=existing_file, required=True, help="the MVDream checkpoint training uses")
+    encode.add_argument("--image-size", type=int_range(8), default=256, help="training image size (default 256)")
+    encode.add_argument("--shard", type=shard, default=(0, 1), help="I/N: encode the I-th of N parts (0-based)")
+    encode.add_argument("--device", type=torch_device, default="auto", help="auto (CUDA when present), cuda, cuda:N, cpu")
+    encode.add_argument("--chunk", type=positive_int, default=16, help="frames per VAE call (default 16)")
+    encode.set_defaults(handler=_encode)
+    mv_video = actions.add_parser("from-mv-video", help="a dataset of links to a downloaded MV-Video (Animate3D)")
+    mv_video.add_argument("videos", type=existing_dir, help="the extracted videos/ folder (<uid>/<anim>/view_<k>.mp4)")
+    mv_video.add_argument("--info", type=existing_file, required=True, help="MV-Video's uid_info_dict.json")
+    mv_video.add_argument("--out", type=output_dir, required=True, help="the dataset folder to write")
+    mv_video.add_argument("--only", type=existing_file, help="import only these uids (high_quality_uid.txt)")
+    mv_video.set_defaults(handler=_from_mv_video)
+    overlay = actions.add_parser("camera-overlay",
+                                 help="draw where cameras.json puts the object centre and up axis over each view")
+    overlay.add_argument("object", type=existing_dir, help="one object folder of a dataset")
+    overlay.add_argument("--out", type=Path, required=True, help="the picture to write (.png)")
+    overlay.add_argument("--frame", type=non_negative_int, default=0, help="which frame of each view (default 0)")
+    overlay.add_argument("--size", type=positive_int, default=256, help="pixels per view (default 256)")
+    overlay.add_argument("--radius", type=positive_float, help="camera distance from the centre (default 2.4)")
+    overlay.add_argument("--fov", type=positive_float, help="vertical field of view in degrees (default 40)")
+    overlay.set_defaults(handler=_camera_overlay)
     _add_render_command(actions)
 
 
@@ -71,6 +100,7 @@ def _check(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         report = scan_dataset(args.directory, args.views, frames_needed, not args.quick, progress)
+    report.problems += _cache_problems(report.objects, args.mvdream, args.image_size)
     print(report.summary())
     return 1 if report.problems else 0
 
@@ -103,4 +133,65 @@ def _render(args: argparse.Namespace) -> int:
 
         summary = render_assets(assets, args.out, settings, captions, part, args.workers, args.timeout, progress)
     print(summary.line())
+
+
+def _from_mv_video(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .mv_video import import_mv_video
+
+    with tqdm(unit="animation", desc="linking") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        summary = import_mv_video(args.videos, args.info, args.out, args.only, on_progress=progress)
+    print(summary.text())
+    return 1 if summary.problems else 0
+
+
+def _camera_overlay(args: argparse.Namespace) -> int:
+    from ..cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS
+    from .overlay import camera_overlay
+
+    picture = camera_overlay(args.object, args.size, args.frame, args.radius or DEFAULT_RADIUS,
+                             args.fov or DEFAULT_FOV_DEGREES)
+    picture.save(args.out)
+    print(f"wrote {args.out}: red dot = projected object centre, green line = world up axis")
+    return 0
+
+
+def _cache_problems(objects: list, mvdream: Path | None, image_size: int) -> list[str]:
+    """Caches that exist but cannot be used; with ``mvdream``, every object must have a fresh one."""
+    from .latents import CacheKey, cache_path, cache_problem
+
+    key = CacheKey.of(mvdream, image_size) if mvdream else None
+    cached = [video for video in objects if cache_path(video).exists()]
+    if not cached and key is None:
+        return []
+    judged = objects if key else cached
+    problems = [f"{video.directory.name}: {problem}" for video in judged if (problem := cache_problem(video, key))]
+    print(f"latent cache: {len(judged) - len(problems)} of {len(objects)} objects have a usable one")
+    return problems
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..diffusers_host import quiet_diffusers
+    from ..pipeline import resolve_device
+    from .latents import LatentEncoder, encode_dataset, shard_objects
+    from .reader import scan_dataset
+
+    report = scan_dataset(args.directory, views=1, frames_needed=1, decode_images=False)
+    if report.problems:
+        print(f"skipping {len(report.problems)} problems (`vividzoo dataset check {args.directory}` lists them)")
+    index, count = args.shard
+    objects = shard_objects(report.objects, index, count)
+    quiet_diffusers()
+    encoder = LatentEncoder(args.mvdream, args.image_size, resolve_device(args.device), args.chunk)
+    with tqdm(total=len(objects), unit="object", desc=f"encoding shard {index}/{count}") as bar:
+        encoded, done_before = encode_dataset(objects, encoder, lambda done, total: bar.update(done - bar.n))
+    print(f"encoded {encoded} objects, {done_before} were already encoded (shard {index}/{count} of "
+          f"{len(report.objects)} objects)")
     return 0

@@ -10,8 +10,9 @@
           000/                     view 0 (one camera azimuth), frames in time order
             0000.png 0001.png ...
           001/ ...
+          002.mp4                  or a video file per view (any mix): decoded on demand, never copied
 
-Every view has the same number of frames; ``cameras.json`` has one row per frame (or a single row:
+Every view has the same number of frames (a video's frames are its decoded frames in time order); ``cameras.json`` has one row per frame (or a single row:
 cameras that stay put) and one entry per view folder. Images are RGB (or RGBA, composited on white),
 any size; the reader resizes and centre-crops them. The paper renders 24 azimuths at 512 px and trains
 on 4 mutually orthogonal views x 16 frames (stride 3) at 256 px.
@@ -25,6 +26,7 @@ CAPTION_FILE = "caption.txt"
 CAMERAS_FILE = "cameras.json"
 VIEWS_FOLDER = "views"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+VIDEO_SUFFIX = ".mp4"
 
 
 def view_folder(object_dir: Path, view: int) -> Path:
@@ -33,3 +35,7 @@ def view_folder(object_dir: Path, view: int) -> Path:
 
 def frame_path(object_dir: Path, view: int, frame: int, suffix: str = ".png") -> Path:
     return view_folder(object_dir, view) / f"{frame:04d}{suffix}"
+
+
+def view_video(object_dir: Path, view: int) -> Path:
+    return object_dir / VIEWS_FOLDER / f"{view:03d}{VIDEO_SUFFIX}"

@@ -1,7 +1,7 @@
 """Reading a multi-view video dataset: every problem found before training, then paper-style samples.
 
-:func:`scan_dataset` reads every object (captions, cameras, image folders, and every image when
-``decode_images``) and reports each problem; :class:`MultiViewVideoDataset` samples like the paper:
+:func:`scan_dataset` reads every object (captions, cameras, views as image folders or video files,
+and every frame when ``decode_images``) and reports each problem; :class:`MultiViewVideoDataset` samples like the paper:
 ``views`` evenly spaced azimuths (4 mutually orthogonal views) out of those rendered, ``frames``
 frames at ``frame_stride`` from a random start, resized and centre-cropped to ``image_size``. Every
 random choice comes from ``(seed, epoch, index)``, so a resumed run sees exactly the same samples.
@@ -17,11 +17,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..cameras import CameraRig, load_cameras
 from ..errors import VividZooError
-from .format import CAMERAS_FILE, CAPTION_FILE, IMAGE_SUFFIXES, VIEWS_FOLDER
+from .format import CAMERAS_FILE, CAPTION_FILE, IMAGE_SUFFIXES, VIDEO_SUFFIX, VIEWS_FOLDER
+from .frames import FrameSource, ImageFrames, VideoFrames, prepare_image
 
 CAPTION_SUFFIX = ", 3d asset"
 AZIMUTH_TOLERANCE = 2.0  # degrees between a wanted and a rendered azimuth
@@ -33,18 +33,18 @@ class VideoObject:
     caption: str
     cameras: CameraRig
     """Unit-distance poses, one row (static) or one per frame."""
-    images: list[list[Path]]
-    """``images[view][frame]``."""
+    sources: list[FrameSource]
+    """The frames of each view."""
     view_sets: list[list[int]] = field(default_factory=list)
     """The evenly spaced view groups available for training."""
 
     @property
     def views(self) -> int:
-        return len(self.images)
+        return len(self.sources)
 
     @property
     def frames(self) -> int:
-        return len(self.images[0])
+        return self.sources[0].count
 
 
 @dataclass
@@ -95,7 +95,7 @@ def scan_dataset(directory: str | Path, views: int = 4, frames_needed: int = 46,
         raise VividZooError(f"{directory} holds no object folders (see vividzoo_core/data/format.py)")
     objects, problems = [], []
     for folder in folders:
-        found, issues = _read_object(folder, views, frames_needed)
+        found, issues = read_object(folder, views, frames_needed)
         problems += [f"{folder.name}: {issue}" for issue in issues]
         if found is not None and not issues:
             objects.append(found)
@@ -106,7 +106,8 @@ def scan_dataset(directory: str | Path, views: int = 4, frames_needed: int = 46,
     return DatasetReport(directory, objects, problems)
 
 
-def _read_object(folder: Path, views: int, frames_needed: int) -> tuple[VideoObject | None, list[str]]:
+def read_object(folder: Path, views: int, frames_needed: int) -> tuple[VideoObject | None, list[str]]:
+    """One object folder (no frames decoded): the object when it can be read at all, and its problems."""
     issues = []
     caption_file = folder / CAPTION_FILE
     caption = caption_file.read_text(encoding="utf-8", errors="replace").strip() if caption_file.is_file() else None
@@ -117,13 +118,21 @@ def _read_object(folder: Path, views: int, frames_needed: int) -> tuple[VideoObj
     elif "\n" in caption:
         issues.append(f"{CAPTION_FILE} has more than one line")
     view_root = folder / VIEWS_FOLDER
-    view_dirs = sorted(p for p in view_root.iterdir() if p.is_dir()) if view_root.is_dir() else []
+    view_dirs = sorted((p for p in view_root.iterdir() if p.is_dir() or p.suffix.lower() == VIDEO_SUFFIX),
+                       key=lambda p: p.stem) if view_root.is_dir() else []
     if not view_dirs:
-        return None, issues + [f"no view folders in {VIEWS_FOLDER}/"]
-    if [p.name for p in view_dirs] != [f"{i:03d}" for i in range(len(view_dirs))]:
-        issues.append(f"view folders must be 000, 001, ... in order; found {[p.name for p in view_dirs][:6]}")
-    images = []
+        return None, issues + [f"no view folders or {VIDEO_SUFFIX} files in {VIEWS_FOLDER}/"]
+    if [p.stem for p in view_dirs] != [f"{i:03d}" for i in range(len(view_dirs))]:
+        issues.append(f"views must be 000, 001, ... in order (folders or {VIDEO_SUFFIX} files, one per view); "
+                      f"found {[p.name for p in view_dirs][:6]}")
+    sources: list[FrameSource] = []
     for view_dir in view_dirs:
+        if not view_dir.is_dir():
+            try:
+                sources.append(VideoFrames(view_dir))
+            except VividZooError as error:
+                return None, issues + [str(error)]
+            continue
         files = sorted(p for p in view_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         numbers = [int(p.stem) if re.fullmatch(r"\d+", p.stem) else -1 for p in files]
         missing = sorted(set(range(max(numbers, default=-1) + 1)) - set(numbers))
@@ -131,8 +140,8 @@ def _read_object(folder: Path, views: int, frames_needed: int) -> tuple[VideoObj
             issues.append(f"view {view_dir.name} has image names that are not frame numbers")
         if missing:
             issues.append(f"view {view_dir.name} is missing frame(s) {', '.join(f'{m:04d}' for m in missing[:5])}")
-        images.append(files)
-    counts = {p.name: len(files) for p, files in zip(view_dirs, images)}
+        sources.append(ImageFrames(view_dir.name, files))
+    counts = {source.name: source.count for source in sources}
     if len(set(counts.values())) != 1:
         issues.append(f"views have unequal frame counts: {counts}")
     elif min(counts.values()) < frames_needed:
@@ -153,43 +162,24 @@ def _read_object(folder: Path, views: int, frames_needed: int) -> tuple[VideoObj
     caption = caption or ""
     if caption and not caption.endswith(CAPTION_SUFFIX.strip(", ")):
         caption += CAPTION_SUFFIX
-    return VideoObject(folder, caption, rig, images, view_sets), issues
+    return VideoObject(folder, caption, rig, sources, view_sets), issues
 
 
 def _undecodable(objects: list[VideoObject], on_progress: Callable[[int, int], None]) -> list[str]:
-    paths = [(o, p) for o in objects for view in o.images for p in view]
-    problems: list[str] = []
+    """Decodes every frame of every view (one view per task); progress counts frames."""
+    views = [(o, source) for o in objects for source in o.sources]
+    total, done, problems = sum(source.count for _, source in views), 0, []
 
-    def decode(item: tuple[VideoObject, Path]) -> str | None:
-        owner, path = item
-        try:
-            with Image.open(path) as image:
-                image.load()
-        except (OSError, ValueError, SyntaxError) as error:
-            return f"{owner.directory.name}: unreadable image {path.relative_to(owner.directory)} ({error})"
-        return None
+    def decode(item: tuple[VideoObject, FrameSource]) -> tuple[int, list[str]]:
+        owner, source = item
+        return source.count, [f"{owner.directory.name}: {problem}" for problem in source.unreadable()]
 
     with ThreadPoolExecutor() as pool:
-        for done, problem in enumerate(pool.map(decode, paths), 1):
-            if problem:
-                problems.append(problem)
-            if done % 256 == 0 or done == len(paths):
-                on_progress(done, len(paths))
+        for frames, found in pool.map(decode, views):
+            done += frames
+            problems += found
+            on_progress(done, total)
     return problems
-
-
-def load_image(path: Path, size: int) -> torch.Tensor:
-    """``(3, size, size)`` in [-1, 1]: transparency on white, shorter side resized, centre-cropped."""
-    with Image.open(path) as image:
-        image = image.convert("RGBA")
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, image).convert("RGB")
-    scale = size / min(image.size)
-    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-    image = image.resize((width, height), Image.Resampling.BICUBIC)
-    left, top = (width - size) // 2, (height - size) // 2
-    image = image.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
 
 
 class MultiViewVideoDataset(torch.utils.data.Dataset):
@@ -206,14 +196,25 @@ class MultiViewVideoDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, index = key
         video = self.objects[index]
+        video, view_set, frames, dropped = self.choose(epoch, index)
+        by_view = [video.sources[v].read(frames) for v in view_set]
+        pixels = torch.stack([prepare_image(by_view[i][f], self.image_size)
+                              for f in range(self.frames) for i in range(len(view_set))])
+        caption = "" if dropped else video.caption
+        return {"pixels": pixels, "cameras": self.cameras(video, view_set, frames), "caption": caption}
+
+    def choose(self, epoch: int, index: int) -> tuple[VideoObject, list[int], list[int], bool]:
+        """The object, its views, its frames and whether the caption is dropped, for ``(epoch, index)``."""
+        video = self.objects[index]
         rng = np.random.default_rng([self.seed, epoch, index])
         view_set = video.view_sets[rng.integers(len(video.view_sets))]
         start = int(rng.integers(video.frames - (self.frames - 1) * self.stride))
         frames = [start + f * self.stride for f in range(self.frames)]
-        pixels = torch.stack([load_image(video.images[v][f], self.image_size) for f in frames for v in view_set])
+        return video, view_set, frames, bool(rng.random() < self.caption_dropout)
+
+    def cameras(self, video: VideoObject, view_set: list[int], frames: list[int]) -> torch.Tensor:
+        """``(frames * views, 16)`` unit-distance camera-to-world matrices in layout order."""
         rows = frames if video.cameras.frames > 1 else [0] * self.frames
         matrices = video.cameras.matrices[np.ix_(rows, view_set)].copy()
         matrices[..., :3, 3] /= np.linalg.norm(matrices[..., :3, 3], axis=-1, keepdims=True)
-        caption = "" if rng.random() < self.caption_dropout else video.caption
-        cameras = torch.from_numpy(matrices.reshape(-1, 16).astype(np.float32))
-        return {"pixels": pixels, "cameras": cameras, "caption": caption}
+        return torch.from_numpy(matrices.reshape(-1, 16).astype(np.float32))

@@ -72,3 +72,10 @@ def build_text_encoder(checkpoint: MVDreamCheckpoint):
             owner = model.get_submodule(name.rsplit(".", 1)[0])
             owner.register_buffer("position_ids", torch.arange(shape.max_positions)[None], persistent=False)
     return model.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def encode_text(tokenizer, text_encoder, prompts: list[str], device: torch.device) -> torch.Tensor:
+    """``(len(prompts), 77, width)``: the last hidden state of the (penultimate-layer) text encoder."""
+    ids = tokenizer(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    return text_encoder(ids.to(device)).last_hidden_state

@@ -14,7 +14,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..data.reader import VideoObject, load_image, scan_dataset
+from ..data.frames import prepare_image
+from ..data.reader import VideoObject, scan_dataset
 from ..errors import VividZooError
 
 I3D_FILE = "i3d_torchscript.pt"
@@ -91,6 +92,7 @@ def reference_clips(dataset: str | Path, frames: int, stride: int, size: int,
 
 def _object_clips(objects: list[VideoObject], frames: int, stride: int, size: int) -> Iterator[torch.Tensor]:
     for video in objects:
-        clip = torch.stack([torch.stack([load_image(video.images[v][f * stride], size) for f in range(frames)])
-                            for v in range(video.views)])  # (views, frames, 3, S, S) in [-1, 1]
+        indices = [f * stride for f in range(frames)]
+        clip = torch.stack([torch.stack([prepare_image(image, size) for image in source.read(indices)])
+                            for source in video.sources])  # (views, frames, 3, S, S) in [-1, 1]
         yield ((clip + 1) / 2).permute(0, 1, 3, 4, 2)

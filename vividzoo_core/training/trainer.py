@@ -1,5 +1,8 @@
 """Training the alignment layers (everything else frozen), on one or many GPUs through HF Accelerate.
 
+- Data: images (or video views) through the VAE and text encoder, or, when every object has an
+  up-to-date latent cache (``vividzoo dataset encode``), the cached posteriors and text embeddings:
+  the same loss for the same batch and noise, with the VAE and text encoder left on the CPU.
 - Loss: epsilon-prediction MSE at uniform timesteps of the paper's noise schedule; one timestep per
   multi-view video. Only the 42 alignment Linear layers receive gradients.
 - Determinism: every random draw (sample choice, noise, timesteps, VAE sampling) is derived from
@@ -28,7 +31,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..checkpoints import alignment_checkpoint, load_alignment, load_motion_module, load_mvdream, save_alignment
 from ..compat import TRAINING_FREE_NOTICE, check_pairing
-from ..diffusers_host import VividZooUNet, build_text_encoder, build_unet, build_vae, clip_tokenizer
+from ..diffusers_host import VividZooUNet, build_text_encoder, build_unet, build_vae, clip_tokenizer, encode_text
 from ..errors import VividZooError
 from ..evaluation.report import PER_PROMPT_METRICS
 from ..layout import VideoLayout
@@ -37,6 +40,7 @@ from ..pipeline import GenerationSettings, VividZooPipeline
 from ..schedules import ddim_scheduler
 from ..video import save_video
 from .config import TrainingConfig
+from ..data.latents import CacheKey, CachedLatentDataset, cache_path, cache_problem, sample_latents
 from ..data.reader import MultiViewVideoDataset, scan_dataset
 from .sampler import EpochSampler
 
@@ -79,8 +83,17 @@ class Trainer:
         if len(report.objects) < processes:
             raise VividZooError(f"{len(report.objects)} objects cannot feed {processes} processes")
         self.objects = report.objects
-        self.dataset = MultiViewVideoDataset(report.objects, config.views, config.frames, config.frame_stride,
-                                             config.image_size, config.caption_dropout, config.seed)
+        cache_key = CacheKey.of(config.mvdream, config.image_size)
+        uncached = [problem for video in report.objects if (problem := cache_problem(video, cache_key))]
+        self.cached = not uncached
+        if self.cached:
+            log(f"using the latent cache of all {len(report.objects)} objects: no VAE or text encoder on the device")
+        elif any(cache_path(video).exists() for video in report.objects):
+            log(f"not using the latent cache: {len(uncached)} objects lack a usable one (first: {uncached[0]}); "
+                f"run `vividzoo dataset encode`")
+        dataset_type = CachedLatentDataset if self.cached else MultiViewVideoDataset
+        self.dataset = dataset_type(report.objects, config.views, config.frames, config.frame_stride,
+                                    config.image_size, config.caption_dropout, config.seed)
 
         checkpoint = load_mvdream(config.mvdream)
         checkpoint.require_full()
@@ -106,8 +119,10 @@ class Trainer:
         self.network.to(device, self.weight_dtype)
         for parameter in self.parameters:  # trainable weights stay in fp32 for the optimiser
             parameter.data = parameter.data.float()
-        self.vae = build_vae(checkpoint).to(device, self.weight_dtype)
-        self.text_encoder = build_text_encoder(checkpoint).to(device, self.weight_dtype)
+        # With a latent cache they are needed only for validation videos and wait on the CPU.
+        self.encoders_device = torch.device("cpu") if self.cached else device
+        self.vae = build_vae(checkpoint).to(self.encoders_device, self.weight_dtype)
+        self.text_encoder = build_text_encoder(checkpoint).to(self.encoders_device, self.weight_dtype)
         self.tokenizer = clip_tokenizer(checkpoint.text_shape.kind)
         self.noise_schedule = ddim_scheduler(config.beta_schedule)
         self.base_names = {"mvdream": Path(config.mvdream).name, "motion_module": Path(config.motion_module).name}
@@ -133,13 +148,16 @@ class Trainer:
     @torch.no_grad()
     def _encode(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         device = self.accelerator.device
-        pixels = batch["pixels"].flatten(0, 1).to(device, self.weight_dtype)
-        posterior = self.vae.encode(pixels).latent_dist
-        sample = torch.randn(posterior.mean.shape, generator=generator).to(device, posterior.mean.dtype)
-        latents = (posterior.mean + posterior.std * sample).float() * self.vae.config.scaling_factor
-        ids = self.tokenizer(batch["caption"], padding="max_length", max_length=77, truncation=True,
-                             return_tensors="pt").input_ids.to(device)
-        context = self.text_encoder(ids).last_hidden_state.repeat_interleave(self.layout.images, 0)
+        if self.cached:
+            mean, logvar = (batch[name].flatten(0, 1).to(device, torch.float32) for name in ("mean", "logvar"))
+            text = batch["text"].to(device, self.weight_dtype)
+        else:
+            pixels = batch["pixels"].flatten(0, 1).to(device, self.weight_dtype)
+            posterior = self.vae.encode(pixels).latent_dist
+            mean, logvar = posterior.mean, posterior.logvar
+            text = encode_text(self.tokenizer, self.text_encoder, batch["caption"], device)
+        latents = sample_latents(mean, logvar, generator, self.vae.config.scaling_factor)
+        context = text.repeat_interleave(self.layout.images, 0)
         cameras = batch["cameras"].flatten(0, 1).to(device)
         return latents, context, cameras
 
@@ -147,7 +165,7 @@ class Trainer:
         """One forward/backward on a micro-batch; the optimiser steps when accumulation is complete."""
         generator = self._generator(step, micro)
         latents, context, cameras = self._encode(batch, generator)
-        videos = batch["pixels"].shape[0]
+        videos = batch["cameras"].shape[0]
         timesteps = torch.randint(0, self.noise_schedule.config.num_train_timesteps, (videos,), generator=generator)
         timesteps = timesteps.repeat_interleave(self.layout.images).to(latents.device)
         noise = torch.randn(latents.shape, generator=generator).to(latents.device)
@@ -264,6 +282,8 @@ class Trainer:
             return {}
         scores = []
         network = self.accelerator.unwrap_model(self.model).eval()
+        self.vae.to(self.accelerator.device)
+        self.text_encoder.to(self.accelerator.device)
         pipeline = VividZooPipeline(network, self.vae, self.text_encoder, self.tokenizer, self.accelerator.device,
                                     self.weight_dtype, [], {**self.base_names, "alignment": f"step {self.step}"})
         for index, prompt in enumerate(self.config.validation_prompts):
@@ -277,6 +297,8 @@ class Trainer:
             save_video(video, self.output / "validation" / f"{CHECKPOINT_PREFIX}{self.step:07d}" / f"prompt_{index}")
             if self.clip_scorer is not None:
                 scores.append(asdict(self.clip_scorer.score_video(video.frames, prompt)))
+        self.vae.to(self.encoders_device)
+        self.text_encoder.to(self.encoders_device)
         return {metric: sum(s[metric] for s in scores) / len(scores) for metric in scores[0]} if scores else {}
 
 
