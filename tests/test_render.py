@@ -25,7 +25,8 @@ from PIL import Image
 from vividzoo_core.cameras import load_cameras, orbit
 from vividzoo_core.cli import main
 from vividzoo_core.data.reader import scan_dataset
-from vividzoo_core.data.render.batch import Shard, find_assets, load_captions, render_assets
+from vividzoo_core.data.render.batch import find_assets, load_captions, render_assets, select_assets
+from vividzoo_core.data.shards import Shard
 from vividzoo_core.data.render.sample_asset import ACTIONS, marker_centres
 from vividzoo_core.data.render.settings import RenderSettings, object_draws
 from vividzoo_core.data.toy import project
@@ -208,7 +209,7 @@ def test_shards_are_disjoint_and_together_complete(tmp_path: Path) -> None:
     for index in range(23):
         (tmp_path / f"asset{index:02d}.glb").touch()
     assets = find_assets([tmp_path])
-    parts = [Shard(index, 5).select(list(reversed(assets))) for index in range(5)]
+    parts = [select_assets(Shard(index, 5), list(reversed(assets))) for index in range(5)]
     chosen = [asset for part in parts for asset in part]
     assert len(chosen) == len(set(chosen)) == 23 and set(chosen) == set(assets)
     assert {len(part) for part in parts} == {4, 5}

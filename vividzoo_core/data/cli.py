@@ -116,7 +116,8 @@ def _make_toy(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .render.batch import BatchSummary, Shard, find_assets, load_captions, render_assets, require_bpy
+    from .render.batch import BatchSummary, find_assets, load_captions, render_assets, require_bpy, select_assets
+    from .shards import Shard
     from .render.settings import RenderSettings
 
     require_bpy()
@@ -126,7 +127,7 @@ def _render(args: argparse.Namespace) -> int:
     assets = find_assets(args.assets)
     captions = load_captions(args.captions) if args.captions else {}
     args.out.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=len(part.select(assets)), unit="asset", desc=f"rendering shard {part}") as bar:
+    with tqdm(total=len(select_assets(part, assets)), unit="asset", desc=f"rendering shard {part}") as bar:
         def progress(summary: BatchSummary) -> None:
             bar.n = len(summary.skipped) + summary.attempted
             bar.set_postfix(images_per_s=f"{summary.images / max(summary.seconds, 1e-9):.2f}", failed=len(summary.failed))

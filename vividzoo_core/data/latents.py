@@ -29,6 +29,7 @@ from ..diffusers_host import build_text_encoder, build_vae, clip_tokenizer, enco
 from ..errors import VividZooError
 from .frames import prepare_image
 from .reader import MultiViewVideoDataset, VideoObject
+from .shards import Shard
 
 CACHE_FILE = "latents.safetensors"
 CACHE_FORMAT = "vividzoo-latents-1"
@@ -128,8 +129,8 @@ class LatentEncoder:
 
 
 def shard_objects(objects: list[VideoObject], index: int, count: int) -> list[VideoObject]:
-    """Every ``count``-th object by folder name, from the ``index``-th (0-based)."""
-    return sorted(objects, key=lambda video: video.directory.name)[index::count]
+    """Part ``index`` (0-based) of ``count``, by folder name."""
+    return Shard(index, count).select(objects, lambda video: video.directory.name)
 
 
 def encode_dataset(objects: list[VideoObject], encoder: LatentEncoder,

@@ -24,24 +24,12 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import VividZooError
+from ..shards import Shard
 from .settings import RenderSettings
 
 ASSET_SUFFIXES = (".glb", ".gltf", ".fbx", ".blend")
 STATE_FOLDER = ".render"
 INSTALL_HINT = "pip install 'vividzoo[render]' (Blender as a Python module, bpy 5.0.1, Python 3.11 only)"
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int = 0
-    count: int = 1
-
-    def select(self, assets: list[Path]) -> list[Path]:
-        """Every ``count``-th asset in file-stem order from ``index``: shards are disjoint and complete."""
-        return sorted(assets, key=lambda path: path.stem)[self.index::self.count]
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 @dataclass
@@ -65,6 +53,11 @@ class BatchSummary:
 def require_bpy() -> None:
     if importlib.util.find_spec("bpy") is None:
         raise VividZooError(f"dataset render needs Blender's Python module (bpy), which is not installed: {INSTALL_HINT}")
+
+
+def select_assets(shard: Shard, assets: list[Path]) -> list[Path]:
+    """This shard's assets, in file-stem order."""
+    return shard.select(assets, lambda path: path.stem)
 
 
 def find_assets(paths: list[Path]) -> list[Path]:
@@ -129,7 +122,7 @@ def render_assets(assets: list[Path], out: Path, settings: RenderSettings, capti
         settings = replace(settings, threads=max(1, (os.cpu_count() or 1) // workers))
     summary, started, lock = BatchSummary(), time.monotonic(), threading.Lock()
     todo = []
-    for asset in shard.select(assets):
+    for asset in select_assets(shard, assets):
         (summary.skipped if (state / "done" / f"{asset.stem}.json").is_file() else todo).append(asset)
     on_done(summary)
 
