@@ -97,11 +97,15 @@ def _slug(text: str) -> str:
 def check_generation_options(args: argparse.Namespace) -> None:
     """What no single option can check alone, before any weights load."""
     from .layout import VideoLayout
+    from .memory import available_bytes, check_fits
     from .pipeline import resolve_device, resolve_dtype
 
     if args.cameras is not None:
         args.cameras.for_layout(VideoLayout(args.views, args.frames))
-    resolve_dtype(args.dtype, resolve_device(args.device))
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    check_fits(args.views, args.context_frames or args.frames, args.size, args.size, dtype.itemsize,
+               available_bytes(device), weights_loaded=False, where=f"on {device}")
 
 
 def run_generation(args: argparse.Namespace, prompts: list[str], log: Callable[[str], None] = print) -> list[Path]:

@@ -21,6 +21,7 @@ from .context_windows import blend_windows, frame_windows
 from .diffusers_host import VividZooUNet, build_text_encoder, build_unet, build_vae, clip_tokenizer, decode_latents
 from .errors import VividZooError
 from .layout import VideoLayout
+from .memory import available_bytes, check_fits
 from .network import MotionModuleSet
 from .schedules import PAPER_BETA_SCHEDULE, check_beta_schedule, ddim_scheduler
 from .video import DEFAULT_FPS, MultiViewVideo
@@ -98,6 +99,8 @@ class VividZooPipeline:
         self.device, self.dtype = device, dtype
         self.notices = notices
         self.names = names
+        # Free bytes for sampling, asked before each video; replaceable (tests, callers that know better).
+        self.memory_available: Callable[[], int | None] = lambda: available_bytes(device)
 
     @classmethod
     def from_files(cls, mvdream: str | Path, motion: str | Path, alignment: str | Path | None = None,
@@ -159,6 +162,8 @@ class VividZooPipeline:
         layout = VideoLayout(settings.views, settings.frames)
         rig = rig.for_layout(layout)
         windows = self.context_windows(settings)
+        check_fits(layout.views, max(map(len, windows)), settings.width, settings.height, self.dtype.itemsize,
+                   self.memory_available(), where=f"on {self.device}")
         scheduler = ddim_scheduler(settings.beta_schedule)
         scheduler.set_timesteps(settings.steps)
 
