@@ -150,7 +150,7 @@ def save_video_or_rescue(video: MultiViewVideo, out_dir: str | Path) -> dict[str
     raise VividZooError(f"{problem}; {where}")
 
 
-def rescue_frames(frames: torch.Tensor, path: Path, cameras: CameraRig | None = None, fps: float = DEFAULT_FPS,
+def rescue_frames(frames: torch.Tensor, path: str | Path, cameras: CameraRig | None = None, fps: float = DEFAULT_FPS,
                   info: dict | None = None) -> str:
     """Saves ``(F, V, H, W, 3)`` frames as uint8 in a NumPy ``.npz`` (no codec needed); says where and what."""
     arrays = {"frames": to_uint8(frames), "fps": np.array(fps), "info": np.array(json.dumps(info or {}))}
