@@ -26,10 +26,12 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative", default="", help="negative prompt (default: empty, as in the paper)")
     parser.add_argument("--views", type=positive_int, default=4, help="camera views around the object (default 4)")
     parser.add_argument("--frames", type=positive_int, default=16, help="frames per view (default 16)")
-    parser.add_argument("--size", type=int_range(8, multiple=8), default=256, help="width and height in pixels, a multiple of 8 (default 256)")
+    parser.add_argument("--size", type=int_range(8, multiple=8), default=256,
+                        help="width and height in pixels, a multiple of 8 (default 256)")
     parser.add_argument("--steps", type=int_range(1, 1000), default=50, help="DDIM steps (default 50)")
     parser.add_argument("--cfg", type=float_range(0), default=7.5, help="classifier-free guidance scale (default 7.5)")
-    parser.add_argument("--elevation", type=float_range(-90, 90), default=15.0, help="camera elevation in degrees (default 15)")
+    parser.add_argument("--elevation", type=float_range(-90, 90), default=15.0,
+                        help="camera elevation in degrees (default 15)")
     parser.add_argument("--azimuth-start", type=any_float, default=0.0, help="azimuth of the first view in degrees")
     parser.add_argument("--turn", type=any_float, default=0.0,
                         help="degrees the camera ring turns over the clip while the object moves (default 0: static)")
@@ -40,8 +42,10 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
                         help="noise schedule: linear (the paper, AnimateDiff) or scaled_linear (MVDream)")
     parser.add_argument("--context-frames", type=positive_int,
                         help="frames per sliding context window, for videos longer than the motion module's limit")
-    parser.add_argument("--context-overlap", type=non_negative_int, default=4, help="frames shared by neighbouring windows")
-    parser.add_argument("--fps", type=float_range(0.1, 240), default=8.0, help="frames per second of the written videos")
+    parser.add_argument("--context-overlap", type=non_negative_int, default=4,
+                        help="frames shared by neighbouring windows")
+    parser.add_argument("--fps", type=float_range(0.1, 240), default=8.0,
+                        help="frames per second of the written videos (0.1 to 240)")
     parser.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cuda, cuda:N or cpu")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
                         help="compute precision (auto: fp16 on CUDA, fp32 on CPU)")
