@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import comfy.model_management
 import comfy.samplers
 from comfy_api.latest import io
 
 from ..vividzoo_core.errors import VividZooError
-from ..vividzoo_core.memory import check_fits
 from ..vividzoo_core.pipeline import DEFAULT_CONTEXT_OVERLAP
 from .apply import alignment_input, beta_schedule_input, video_model_inputs
 from .number_inputs import numbers_in_range
@@ -76,19 +74,9 @@ class VividZooSampler(io.ComfyNode):
         if batch // cameras.views > window:
             add_context_windows(patched, cameras.views, window, context_overlap)
         check_video(patched.model_options, batch)
-        cls._check_memory(patched, cameras.views, min(batch // cameras.views, window), latent_image["samples"])
         (latent,) = common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                     latent_image, denoise=denoise)
         return io.NodeOutput(latent)
-
-    @staticmethod
-    def _check_memory(model, views: int, frames_at_once: int, samples) -> None:
-        """Refuses a video whose activations cannot fit in free memory (ComfyUI moves the weights itself)."""
-        device = comfy.model_management.get_torch_device()
-        dtype = model.model.manual_cast_dtype or model.model.get_dtype()
-        height, width = samples.shape[-2] * 8, samples.shape[-1] * 8
-        check_fits(views, frames_at_once, width, height, dtype.itemsize,
-                   comfy.model_management.get_free_memory(device), where=f"on {device}")
 
 
 NODES = [VividZooSampler]

@@ -72,13 +72,14 @@ def test_bad_widget_values_are_node_errors(comfy_server, object_info):
     assert "VividZoo_Sampler" in comfy_server.get("/object_info/VividZoo_Sampler")
 
 
-def test_a_video_too_large_for_memory_is_refused_before_sampling(comfy_server):
-    prompt = graph(frames=32, sampler="vividzoo", prefix="VividZoo/too_large")
+@pytest.mark.parametrize("sampler, node", [("vividzoo", "VividZoo_Sampler"), ("apply", "KSampler")])
+def test_a_video_too_large_for_memory_is_refused_before_sampling(comfy_server, sampler, node):
+    prompt = graph(frames=32, sampler=sampler, prefix="VividZoo/too_large")
     prompt["7"]["inputs"].update(width=2048, height=2048)
     started = time.time()
     entry = comfy_server.run(prompt, timeout=300)
     errors = [data for event, data in entry["status"]["messages"] if event == "execution_error"]
-    assert errors and errors[0]["node_type"] == "VividZoo_Sampler", entry["status"]
+    assert errors and errors[0]["node_type"] == node, entry["status"]
     assert re.search(r"4 views x 32 frames x 2048x2048 px needs at least about [\d.]+ GB on cpu .* fits: at most "
                      r"\d+x\d+ px at 32 frames", errors[0]["exception_message"]), errors[0]["exception_message"]
     assert time.time() - started < 60  # refused, not sampled
