@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 
+import numpy as np
 import pytest
 from test_server import graph
 
@@ -83,3 +84,14 @@ def test_a_video_too_large_for_memory_is_refused_before_sampling(comfy_server, s
     assert re.search(r"4 views x 32 frames x 2048x2048 px needs at least about [\d.]+ GB on cpu .* fits: at most "
                      r"\d+x\d+ px at 32 frames", errors[0]["exception_message"]), errors[0]["exception_message"]
     assert time.time() - started < 60  # refused, not sampled
+
+
+def test_combine_keeps_the_frames_when_saving_fails(comfy_server):
+    prompt = graph(frames=2, prefix="../../outside_the_output_folder")
+    entry = comfy_server.run(prompt, timeout=300)
+    errors = [data for event, data in entry["status"]["messages"] if event == "execution_error"]
+    assert errors and errors[0]["node_type"] == "VividZoo_MultiViewVideoCombine", entry["status"]
+    message = errors[0]["exception_message"]
+    assert message.startswith("could not save the video"), message
+    frames = np.load(re.search(r"saved in (\S+\.npz)", message)[1])["frames"]
+    assert frames.shape == (2, 4, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 0
