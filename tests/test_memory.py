@@ -61,23 +61,23 @@ def test_the_papers_setting_fits_in_10_gb_by_estimate():
 GB = 1024**3
 
 
-@pytest.mark.parametrize("views, frames, bytes_per_value, weights_loaded", [(4, 16, 2, True), (2, 8, 4, False)])
-def test_the_largest_size_and_frame_count_offered_do_fit(views, frames, bytes_per_value, weights_loaded):
-    available = 3 * GB if weights_loaded else 9 * GB
+@pytest.mark.parametrize("views, frames, bytes_per_value", [(4, 16, 2), (2, 8, 4)])
+def test_the_largest_size_and_frame_count_offered_do_fit(views, frames, bytes_per_value):
+    available = 3 * GB
     with pytest.raises(VividZooError) as refused:
-        check_fits(views, frames, 1024, 1024, bytes_per_value, available, weights_loaded)
+        check_fits(views, frames, 1024, 1024, bytes_per_value, available)
     message = str(refused.value)
     size = int(re.search(r"at most (\d+)x\1 px", message)[1])
     most_frames = int(re.search(r"at most (\d+) frames at once", message)[1])
-    check_fits(views, frames, size, size, bytes_per_value, available, weights_loaded)
+    check_fits(views, frames, size, size, bytes_per_value, available)
     with pytest.raises(VividZooError):
-        check_fits(views, frames, size + 8, size + 8, bytes_per_value, available, weights_loaded)
-    check_fits(views, most_frames, 1024, 1024, bytes_per_value, available, weights_loaded)
+        check_fits(views, frames, size + 8, size + 8, bytes_per_value, available)
+    check_fits(views, most_frames, 1024, 1024, bytes_per_value, available)
     with pytest.raises(VividZooError):
-        check_fits(views, most_frames + 1, 1024, 1024, bytes_per_value, available, weights_loaded)
-    # The check uses the estimate's low end without the CUDA context, and without the weights once loaded.
-    loaded_weights_gb = 1.2 * bytes_per_value / 2 * WEIGHT_BYTES_FP16 / GB if weights_loaded else 0
-    expected = estimate_gb(views, frames, 1024, 1024, bytes_per_value)[0] - 0.5 - loaded_weights_gb
+        check_fits(views, most_frames + 1, 1024, 1024, bytes_per_value, available)
+    # The check uses the estimate's low end without the CUDA context and the weights (already loaded).
+    weights_gb = 1.2 * bytes_per_value / 2 * WEIGHT_BYTES_FP16 / GB
+    expected = estimate_gb(views, frames, 1024, 1024, bytes_per_value)[0] - 0.5 - weights_gb
     assert float(re.search(r"needs at least about ([\d.]+) GB", message)[1]) == pytest.approx(expected, abs=0.06)
 
 
@@ -98,12 +98,12 @@ def test_the_pipeline_refuses_before_the_first_step(weights):
     assert pipeline.generate(GenerationSettings("x", views=1, frames=2, width=16, height=16, steps=1)).frames.shape[0] == 2
 
 
-def test_the_cli_refuses_before_loading_weights(tmp_path, monkeypatch, capsys):
+def test_the_cli_refuses_before_sampling(weights, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(memory, "available_ram", lambda: 2 * GB)
-    never_read = tmp_path / "weights.pt"
-    never_read.write_bytes(b"not a checkpoint: an error about it would mean loading had started")
-    code = main(["generate", "--mvdream", str(never_read), "--motion", str(never_read), "--prompt", "x",
-                 "--device", "cpu", "--size", "512", "--out", str(tmp_path / "out")])
-    error = capsys.readouterr().err.strip()
+    code = main(["generate", "--mvdream", str(weights.mvdream), "--motion", str(weights.motion["v2"]), "--prompt",
+                 "x", "--device", "cpu", "--size", "512", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    error = captured.err.strip().splitlines()[-1]
     assert code == 2 and error.startswith("error: 4 views x 16 frames x 512x512 px needs at least about")
-    assert "only 2.0 GB is free" in error and len(error.splitlines()) == 1
+    assert "only 2.0 GB is free" in error and "Traceback" not in captured.err
+    assert not (tmp_path / "out").exists()

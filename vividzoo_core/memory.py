@@ -8,8 +8,9 @@ the batch times their latent pixels, which gives :func:`estimate_gb`. These are 
 measurements: the CUDA context, allocator caching and kernel workspaces come on top (the range
 adds 0.5 GB and 20-50%).
 
-:func:`check_fits` compares the low end of that estimate with what the device has free (CUDA free
-memory, or available RAM on the CPU) and refuses a request that cannot fit, before sampling starts.
+:func:`check_fits` compares the low end of the activations' share with what the device has free once
+the weights are loaded (CUDA free memory, or available RAM on the CPU) and refuses a request that
+cannot fit, before sampling starts.
 """
 
 from __future__ import annotations
@@ -123,21 +124,20 @@ def available_ram() -> int | None:
 
 
 def check_fits(views: int, frames: int, width: int, height: int, bytes_per_value: int, available: int | None,
-               weights_loaded: bool = True, where: str = "on this device") -> None:
-    """Refuses sampling ``views x frames`` images (``frames``: at once) that cannot fit in ``available`` bytes.
+               where: str = "on this device") -> None:
+    """Refuses sampling ``views x frames`` images (``frames``: at once) whose activations cannot fit.
 
-    Uses the low end of the estimate, so only requests sure to run out of memory are refused. With
-    ``weights_loaded=False`` the weights are counted too. The message gives the largest image size
+    ``available``: free bytes with the weights already loaded. Uses the low end of the estimate, so
+    only requests sure to run out of memory are refused. The message gives the largest image size
     that fits at this many frames, and the most frames at once at this size.
     """
     if available is None:
         return
-    weights = 0.0 if weights_loaded else bytes_per_value / 2 * WEIGHT_BYTES_FP16
     overhead = OVERHEAD[0]
-    needed = overhead * (weights + activation_bytes(views, frames, width, height, bytes_per_value))
+    needed = overhead * activation_bytes(views, frames, width, height, bytes_per_value)
     if needed <= available:
         return
-    room = available / overhead - weights
+    room = available / overhead
     per_latent_pixel = activation_bytes(views, frames, 8, 8, bytes_per_value)
     size = 8 * math.isqrt(int(max(room, 0) / per_latent_pixel))
     frames_fit = int(max(room, 0) // activation_bytes(views, 1, width, height, bytes_per_value))
