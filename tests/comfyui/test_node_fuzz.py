@@ -9,7 +9,9 @@ serving.
 from __future__ import annotations
 
 import re
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,12 @@ NODE_IDS = {"VividZoo_MVDreamCheckpointLoader": "1", "VividZoo_MotionModuleLoade
             "VividZoo_AlignmentLoader": "5", "VividZoo_OrbitCameras": "6", "VividZoo_EmptyMultiViewVideoLatent": "7",
             "VividZoo_ApplyVividZoo": "8", "VividZoo_Sampler": "9", "VividZoo_MultiViewVideoCombine": "11"}
 BAD_TEXT = {"filename_prefix": ["../../outside_the_output_folder"]}
+
+
+def rescued_frames(message: str) -> Path | None:
+    """The .npz in the temp dir where a failed save kept the frames, if the message names one."""
+    found = re.search(r"saved in (\S+\.npz)", message)
+    return Path(found[1]) if found else None
 
 
 def bad_values(spec: list) -> list:
@@ -68,6 +76,9 @@ def test_bad_widget_values_are_node_errors(comfy_server, object_info):
         elif "VividZooError" not in errors[0]["exception_type"]:
             failures.append(f"{node_type}.{name}={value!r}: {errors[0]['node_type']} failed with "
                             f"{errors[0]['exception_type']}: {errors[0]['exception_message']}")
+        for error in errors:
+            if rescued_frames(error["exception_message"]):
+                shutil.rmtree(rescued_frames(error["exception_message"]).parent)
     assert checked > 40
     assert not failures, "\n".join(failures)
     assert "VividZoo_Sampler" in comfy_server.get("/object_info/VividZoo_Sampler")
@@ -93,5 +104,7 @@ def test_combine_keeps_the_frames_when_saving_fails(comfy_server):
     assert errors and errors[0]["node_type"] == "VividZoo_MultiViewVideoCombine", entry["status"]
     message = errors[0]["exception_message"]
     assert message.startswith("could not save the video"), message
-    frames = np.load(re.search(r"saved in (\S+\.npz)", message)[1])["frames"]
+    rescued = rescued_frames(message)
+    frames = np.load(rescued)["frames"]
+    shutil.rmtree(rescued.parent)
     assert frames.shape == (2, 4, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 0
