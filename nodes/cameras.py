@@ -13,6 +13,7 @@ from comfy_api.latest import io, ui
 from ..vividzoo_core.camera_preview import draw_rig
 from ..vividzoo_core.cameras import cameras_from_json, load_cameras, moving_orbit, orbit
 from ..vividzoo_core.errors import VividZooError
+from .number_inputs import numbers_in_range
 from .types import Cameras
 
 
@@ -49,6 +50,10 @@ class OrbitCameras(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, elevation=None, azimuth_start=None, azimuth_span=None) -> bool | str:
+        return numbers_in_range(cls, elevation=elevation, azimuth_start=azimuth_start, azimuth_span=azimuth_span)
+
+    @classmethod
     def execute(cls, views: int, elevation: float, azimuth_start: float, azimuth_span: float) -> io.NodeOutput:
         return io.NodeOutput(orbit(views, elevation, azimuth_start, azimuth_span))
 
@@ -75,6 +80,12 @@ class OrbitTrajectory(io.ComfyNode):
             ],
             outputs=[Cameras.Output(display_name="cameras", tooltip="Per-frame camera poses.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, elevation=None, elevation_end=None, azimuth_start=None, azimuth_span=None,
+                        turn=None) -> bool | str:
+        return numbers_in_range(cls, elevation=elevation, elevation_end=elevation_end, azimuth_start=azimuth_start,
+                                azimuth_span=azimuth_span, turn=turn)
 
     @classmethod
     def execute(cls, views: int, frames: int, elevation: float, elevation_end: float, azimuth_start: float,

@@ -9,8 +9,8 @@ On a clone of the MODEL:
   model; trained alignment is applied as weight patches (like a LoRA) that add it into the
   ``proj_in`` / ``proj_out`` it runs beside (the same result, at no run-time cost), so one loaded
   motion module serves aligned and training-free MODELs side by side, in any VRAM mode;
-- an OUTER_SAMPLE wrapper checks the latent against views, cameras and the motion module's frame
-  limit before the first step, and records the frame count for the run;
+- an OUTER_SAMPLE wrapper checks the latent against views, cameras, the motion module's frame
+  limit and the free memory before the first step, and records the frame count for the run;
 - the paper's beta schedule as a ``model_sampling`` object patch.
 The stock KSampler, KSamplerAdvanced, SamplerCustom and LoRA loaders therefore work on the result.
 """
@@ -23,8 +23,10 @@ import logging
 from dataclasses import dataclass
 
 import comfy.context_windows
+import comfy.model_management as mm
 import comfy.model_sampling
 import comfy.patcher_extension
+import torch
 from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 
@@ -33,6 +35,7 @@ from ..vividzoo_core.compat import check_pairing
 from ..vividzoo_core.context_windows import frame_windows, window_weights
 from ..vividzoo_core.errors import VividZooError
 from ..vividzoo_core.layout import VideoLayout
+from ..vividzoo_core.memory import check_fits
 from ..vividzoo_core.network.attention import multiview_attention
 from ..vividzoo_core.network.motion_module import MotionModule, alignment_as_projection_deltas
 from ..vividzoo_core.schedules import BETA_END, BETA_START, check_beta_schedule
@@ -130,6 +133,20 @@ def add_context_windows(model, views: int, window_frames: int, overlap_frames: i
     return model
 
 
+def check_memory(model, latent: torch.Tensor, frames: int) -> None:
+    """Refuses a video whose activations cannot fit in the free memory ComfyUI reports, before sampling.
+
+    The weights are left out: ComfyUI loads and offloads them itself.
+    """
+    settings: VideoSettings = model.model_options["transformer_options"][KEY]
+    handler = model.model_options.get("context_handler")
+    frames_at_once = min(frames, handler.context_length // settings.views) if handler is not None else frames
+    device = model.load_device
+    dtype = model.model.manual_cast_dtype or model.model.get_dtype()
+    check_fits(settings.views, frames_at_once, latent.shape[-1] * 8, latent.shape[-2] * 8, dtype.itemsize,
+               mm.get_free_memory(device), where=f"on {device}")
+
+
 def check_video(model_options: dict, latent_batch: int) -> int:
     """Checks a latent batch against a patched MODEL's options before sampling; returns the frame count."""
     settings: VideoSettings = model_options["transformer_options"][KEY]
@@ -157,6 +174,7 @@ def _check_and_record_run(executor, noise, latent_image, *args, **kwargs):
     # The guider's options are a per-run copy (CFGGuider.sample), so recording here leaks nowhere.
     model_options = executor.class_obj.model_options
     frames = check_video(model_options, noise.shape[0])
+    check_memory(executor.class_obj.model_patcher, noise, frames)
     options = model_options["transformer_options"]
     options[KEY] = dataclasses.replace(options[KEY], frames=frames)
     return executor(noise, latent_image, *args, **kwargs)

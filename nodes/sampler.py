@@ -8,6 +8,7 @@ from comfy_api.latest import io
 from ..vividzoo_core.errors import VividZooError
 from ..vividzoo_core.pipeline import DEFAULT_CONTEXT_OVERLAP
 from .apply import alignment_input, beta_schedule_input, video_model_inputs
+from .number_inputs import numbers_in_range
 from .patching import add_context_windows, check_video, patch_vividzoo
 
 
@@ -50,6 +51,10 @@ class VividZooSampler(io.ComfyNode):
             ],
             outputs=[io.Latent.Output(tooltip="The denoised multi-view video latents (views x frames).")],
         )
+
+    @classmethod
+    def validate_inputs(cls, cfg=None, denoise=None) -> bool | str:
+        return numbers_in_range(cls, cfg=cfg, denoise=denoise)
 
     @classmethod
     def execute(cls, model, motion_module, cameras, positive, negative, latent_image, seed: int, steps: int,

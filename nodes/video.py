@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from fractions import Fraction
 
 import folder_paths
@@ -18,7 +19,8 @@ from comfy_api.latest import InputImpl, Types, io, ui
 from ..vividzoo_core.cameras import CameraRig, transforms_json
 from ..vividzoo_core.errors import VividZooError
 from ..vividzoo_core.layout import VideoLayout
-from ..vividzoo_core.video import frame_name, views_to_grid, write_mp4
+from ..vividzoo_core.video import frame_name, rescue_frames, views_to_grid, write_mp4
+from .number_inputs import numbers_in_range
 from .types import Cameras
 
 
@@ -70,10 +72,27 @@ class MultiViewVideoCombine(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, fps=None) -> bool | str:
+        return numbers_in_range(cls, fps=fps)
+
+    @classmethod
     def execute(cls, images: torch.Tensor, views: int, fps: float, filename_prefix: str, save_view_videos: bool,
                 save_frames: bool, cameras=None) -> io.NodeOutput:
         frames = split_views(images, views)
+        rig = cameras.for_layout(VideoLayout(views, frames.shape[0])) if cameras is not None else None
         grid = views_to_grid(frames)
+        try:
+            preview = cls._save(frames, grid, rig, fps, filename_prefix, save_view_videos, save_frames)
+        except Exception as error:  # any writer failure (OSError, PyAV, Pillow): keep the finished frames
+            rescue = os.path.join(tempfile.mkdtemp(prefix="vividzoo-rescued-"), "frames.npz")
+            where = rescue_frames(frames, rescue, rig, fps)
+            raise VividZooError(f"could not save the video ({type(error).__name__}: {error}); {where}") from error
+        video = InputImpl.VideoFromComponents(Types.VideoComponents(images=grid, frame_rate=Fraction(round(fps * 1000), 1000)))
+        return io.NodeOutput(grid, video, ui=ui.SavedImages([preview], is_animated=True))
+
+    @classmethod
+    def _save(cls, frames: torch.Tensor, grid: torch.Tensor, rig: CameraRig | None, fps: float, filename_prefix: str,
+              save_view_videos: bool, save_frames: bool) -> dict:
         preview = ui.ImageSaveHelper.save_animated_webp(grid, filename_prefix, io.FolderType.output, cls, fps,
                                                         False, 90, 4)
         folder = os.path.join(folder_paths.get_output_directory(), preview.get("subfolder", ""))
@@ -81,15 +100,13 @@ class MultiViewVideoCombine(io.ComfyNode):
         metadata = cls._metadata()
         write_mp4(base + "grid.mp4", iter(grid), fps, metadata=metadata)
         if save_view_videos:
-            for v in range(views):
+            for v in range(frames.shape[1]):
                 write_mp4(f"{base}view{v:02d}.mp4", iter(frames[:, v]), fps, metadata=metadata)
-        rig = cameras.for_layout(VideoLayout(views, frames.shape[0])) if cameras is not None else None
         if rig is not None:
             rig.save(base + "cameras.json")
         if save_frames:
             cls._save_frames(frames, base + "frames", rig)
-        video = InputImpl.VideoFromComponents(Types.VideoComponents(images=grid, frame_rate=Fraction(round(fps * 1000), 1000)))
-        return io.NodeOutput(grid, video, ui=ui.SavedImages([preview], is_animated=True))
+        return preview
 
     @classmethod
     def _metadata(cls) -> dict[str, str]:

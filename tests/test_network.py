@@ -217,3 +217,21 @@ def test_folding_the_alignment_into_the_projections_gives_the_same_output(motion
     torch.testing.assert_close(folded_module(x, layout), module(x, layout), atol=2e-5, rtol=1e-5)
     plain = MotionModuleSet.from_checkpoint(motion)
     assert not torch.allclose(dict(plain.sites())[site](x, layout), module(x, layout), atol=1e-3)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_motion_module_output_keeps_the_input_memory_layout(motion, memory_format):
+    modules = MotionModuleSet.from_checkpoint(motion)
+    modules.load_alignment(None)
+    transformer = dict(modules.sites())["down_blocks.1.motion_modules.0"].temporal_transformer
+    layout = VideoLayout(2, 3)
+    x = torch.randn(layout.images, 64, 4, 5).contiguous(memory_format=memory_format)
+    out = transformer(x, layout)
+    assert out.stride() == x.stride()
+    # Numerically the formula it replaced: the residual added to the permuted projection.
+    tokens = transformer.norm(x).permute(0, 2, 3, 1).reshape(layout.images, 20, 64)
+    hidden = layout.group_frames(transformer.proj_in(tokens))
+    for block in transformer.transformer_blocks:
+        hidden = block(hidden)
+    projected = transformer.proj_out(layout.ungroup_frames(hidden, 20))
+    assert torch.equal(out, projected.reshape(layout.images, 4, 5, 64).permute(0, 3, 1, 2) + x)

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .cli_options import (any_float, camera_file, device, existing_file, float_range, int_range, non_negative_int,
+                          output_dir, positive_int, seed)
 from .errors import VividZooError
 from .evaluation.prompts import read_prompts
 
@@ -23,27 +25,32 @@ DEMO_PROMPT = "a corgi dog running, 3d asset"
 
 def _add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative", default="", help="negative prompt (default: empty, as in the paper)")
-    parser.add_argument("--views", type=int, default=4, help="camera views around the object (default 4)")
-    parser.add_argument("--frames", type=int, default=16, help="frames per view (default 16)")
-    parser.add_argument("--size", type=int, default=256, help="width and height in pixels, a multiple of 8 (default 256)")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
-    parser.add_argument("--cfg", type=float, default=7.5, help="classifier-free guidance scale (default 7.5)")
-    parser.add_argument("--elevation", type=float, default=15.0, help="camera elevation in degrees (default 15)")
-    parser.add_argument("--azimuth-start", type=float, default=0.0, help="azimuth of the first view in degrees")
-    parser.add_argument("--turn", type=float, default=0.0,
+    parser.add_argument("--views", type=positive_int, default=4, help="camera views around the object (default 4)")
+    parser.add_argument("--frames", type=positive_int, default=16, help="frames per view (default 16)")
+    parser.add_argument("--size", type=int_range(8, multiple=8), default=256,
+                        help="width and height in pixels, a multiple of 8 (default 256)")
+    parser.add_argument("--steps", type=int_range(1, 1000), default=50, help="DDIM steps (default 50)")
+    parser.add_argument("--cfg", type=float_range(0), default=7.5, help="classifier-free guidance scale (default 7.5)")
+    parser.add_argument("--elevation", type=float_range(-90, 90), default=15.0,
+                        help="camera elevation in degrees (default 15)")
+    parser.add_argument("--azimuth-start", type=any_float, default=0.0, help="azimuth of the first view in degrees")
+    parser.add_argument("--turn", type=any_float, default=0.0,
                         help="degrees the camera ring turns over the clip while the object moves (default 0: static)")
-    parser.add_argument("--cameras", type=Path, help="camera JSON or transforms.json instead of the orbit options")
-    parser.add_argument("--seed", type=int, help="random seed (default: a random one, printed)")
+    parser.add_argument("--cameras", type=camera_file,
+                        help="camera JSON or transforms.json instead of the orbit options")
+    parser.add_argument("--seed", type=seed, help="random seed (default: a random one, printed)")
     parser.add_argument("--beta-schedule", choices=("linear", "scaled_linear"), default="linear",
                         help="noise schedule: linear (the paper, AnimateDiff) or scaled_linear (MVDream)")
-    parser.add_argument("--context-frames", type=int,
+    parser.add_argument("--context-frames", type=positive_int,
                         help="frames per sliding context window, for videos longer than the motion module's limit")
-    parser.add_argument("--context-overlap", type=int, default=4, help="frames shared by neighbouring windows")
-    parser.add_argument("--fps", type=float, default=8.0, help="frames per second of the written videos")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cuda, cuda:N or cpu")
+    parser.add_argument("--context-overlap", type=non_negative_int, default=4,
+                        help="frames shared by neighbouring windows")
+    parser.add_argument("--fps", type=float_range(0.1, 240), default=8.0,
+                        help="frames per second of the written videos (0.1 to 240)")
+    parser.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cuda, cuda:N or cpu")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
                         help="compute precision (auto: fp16 on CUDA, fp32 on CPU)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=output_dir, required=True, help="output folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,23 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="text to multi-view video from local checkpoint files")
-    generate.add_argument("--mvdream", type=Path, required=True, help="MVDream checkpoint, e.g. sd-v1.5-4view.pt")
-    generate.add_argument("--motion", type=Path, required=True, help="AnimateDiff motion module, e.g. mm_sd_v15_v2.ckpt")
-    generate.add_argument("--alignment", type=Path, help="trained alignment layers (.safetensors); none: training-free")
+    generate.add_argument("--mvdream", type=existing_file, required=True, help="MVDream checkpoint, e.g. sd-v1.5-4view.pt")
+    generate.add_argument("--motion", type=existing_file, required=True, help="AnimateDiff motion module, e.g. mm_sd_v15_v2.ckpt")
+    generate.add_argument("--alignment", type=existing_file, help="trained alignment layers (.safetensors); none: training-free")
     prompts = generate.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompt", help="text prompt; MVDream prompts usually end with ', 3d asset'")
-    prompts.add_argument("--prompts", type=Path, help="text file with one prompt per line (# comments allowed)")
+    prompts.add_argument("--prompts", type=existing_file, help="text file with one prompt per line (# comments allowed)")
     _add_generation_options(generate)
 
     demo = commands.add_parser("demo", help="no downloads: random tiny weights, the whole pipeline, in seconds")
-    demo.add_argument("--out", type=Path, required=True, help="output folder")
+    demo.add_argument("--out", type=output_dir, required=True, help="output folder")
 
     inspect = commands.add_parser("inspect", help="say what a checkpoint file is, or why it cannot be used")
-    inspect.add_argument("path", type=Path)
+    inspect.add_argument("path", type=existing_file)
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
 
     weights = commands.add_parser("make-test-weights", help="write random-weight files in the real formats")
-    weights.add_argument("directory", type=Path)
+    weights.add_argument("directory", type=output_dir)
     weights.add_argument("--full-size", action="store_true", help="real shapes (several GB) instead of tiny ones")
     from .data.cli import add_dataset_commands
     from .evaluation.cli import add_evaluation_commands
@@ -83,18 +90,28 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:48] or "prompt"
 
 
+def check_generation_options(args: argparse.Namespace) -> None:
+    """What no single option can check alone, before any weights load."""
+    from .layout import VideoLayout
+    from .pipeline import resolve_device, resolve_dtype
+
+    if args.cameras is not None:
+        args.cameras.for_layout(VideoLayout(args.views, args.frames))
+    resolve_dtype(args.dtype, resolve_device(args.device))
+
+
 def run_generation(args: argparse.Namespace, prompts: list[str], log: Callable[[str], None] = print) -> list[Path]:
     from tqdm import tqdm
 
-    from .cameras import load_cameras, moving_orbit
+    from .cameras import moving_orbit
     from .diffusers_host import quiet_diffusers
     from .pipeline import GenerationSettings, VividZooPipeline
-    from .video import save_video
+    from .video import save_video_or_rescue
 
     quiet_diffusers()
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     pipeline = VividZooPipeline.from_files(args.mvdream, args.motion, args.alignment, args.device, args.dtype, log)
-    rig = load_cameras(args.cameras) if args.cameras else None
+    rig = args.cameras
     if rig is None and args.turn:
         rig = moving_orbit(args.views, args.frames, args.elevation, args.azimuth_start, turn=args.turn)
     log(f"device {pipeline.device}, {str(pipeline.dtype).replace('torch.', '')}, seed {seed}")
@@ -109,7 +126,7 @@ def run_generation(args: argparse.Namespace, prompts: list[str], log: Callable[[
         out = args.out if len(prompts) == 1 else args.out / f"{index:03d}_{_slug(prompt)}"
         with tqdm(total=settings.steps, desc=f"[{index + 1}/{len(prompts)}] {prompt[:40]}", unit="step") as bar:
             video = pipeline.generate(settings, rig, on_step=lambda step, total: bar.update(1))
-        save_video(video, out)
+        save_video_or_rescue(video, out)
         log(f"wrote {out}/grid.mp4, view_XX.mp4, grid.webp, frames/, cameras.json, transforms.json")
         written.append(out)
     return written
@@ -135,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "generate":
+            check_generation_options(args)
             run_generation(args, [args.prompt] if args.prompt else read_prompts(args.prompts))
         elif args.command == "demo":
             run_demo(args.out)

@@ -12,7 +12,10 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .cameras import CameraRig
 
 
 def _number(text: str, kind: type) -> float | int:
@@ -25,38 +28,50 @@ def _number(text: str, kind: type) -> float | int:
     return value
 
 
-def int_range(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
-    """A whole number in ``[low, high]`` (either bound may be open)."""
+class int_range:  # noqa: N801 (used like a type: ``type=int_range(1, 100)``)
+    """A whole number in ``[low, high]`` (either bound may be open), optionally a multiple of ``multiple``."""
 
-    def parse(text: str) -> int:
+    __name__ = "whole number"
+
+    def __init__(self, low: int | None = None, high: int | None = None, multiple: int = 1) -> None:
+        self.low, self.high, self.multiple = low, high, multiple
+
+    def __call__(self, text: str) -> int:
         value = _number(text, int)
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{value} is out of range; use {_bounds(low, high)}")
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use {_bounds(self.low, self.high)}")
+        if value % self.multiple:
+            below = value // self.multiple * self.multiple
+            raise argparse.ArgumentTypeError(
+                f"{value} is not a multiple of {self.multiple}; try {below} or {below + self.multiple}"
+            )
         return value
 
-    parse.__name__ = "whole number"
-    return parse
 
-
-def float_range(low: float | None = None, high: float | None = None, *, low_open: bool = False,
-                high_open: bool = False) -> Callable[[str], float]:
+class float_range:  # noqa: N801
     """A finite number in ``[low, high]``; ``low_open`` / ``high_open`` exclude the bound itself."""
 
-    def parse(text: str) -> float:
-        value = _number(text, float)
-        below = low is not None and (value <= low if low_open else value < low)
-        above = high is not None and (value >= high if high_open else value > high)
-        if below or above:
-            raise argparse.ArgumentTypeError(f"{value:g} is out of range; use {_bounds(low, high, low_open, high_open)}")
-        return value
+    __name__ = "number"
 
-    parse.__name__ = "number"
-    return parse
+    def __init__(self, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+                 high_open: bool = False) -> None:
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+
+    def __call__(self, text: str) -> float:
+        value = _number(text, float)
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if below or above:
+            bounds = _bounds(self.low, self.high, self.low_open, self.high_open)
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range; use {bounds}")
+        return value
 
 
 positive_int = int_range(1)
 non_negative_int = int_range(0)
 positive_float = float_range(0.0, low_open=True)
+any_float = float_range()
+seed = int_range(0, 2**64 - 1)
 
 
 def existing_file(text: str) -> Path:
@@ -91,11 +106,32 @@ def output_dir(text: str) -> Path:
     return path
 
 
-def torch_device(text: str) -> str:
-    """``auto`` (CUDA when there is one, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
-    if text not in ("auto", "cpu", "cuda", "mps") and not (text.startswith("cuda:") and text[5:].isdigit()):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+def camera_file(text: str) -> "CameraRig":
+    """A camera JSON or transforms.json, read and checked while parsing (its views checked later)."""
+    from .cameras import load_cameras
+    from .errors import VividZooError
+
+    try:
+        return load_cameras(existing_file(text))
+    except VividZooError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def device(text: str) -> str:
+    """auto, cpu, mps, cuda or cuda:N, present on this machine."""
+    from .errors import VividZooError
+    from .pipeline import resolve_device
+
+    try:
+        resolve_device(text)
+    except VividZooError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+def resume_from(text: str) -> str | Path:
+    """auto, none, or a checkpoint folder that exists."""
+    return text if text in ("auto", "none") else existing_dir(text)
 
 
 def _bounds(low, high, low_open: bool = False, high_open: bool = False) -> str:

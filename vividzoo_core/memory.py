@@ -7,10 +7,16 @@ GPUs). On that trace the activations of one guidance step grow exactly linearly 
 the batch times their latent pixels, which gives :func:`estimate_gb`. These are estimates, not GPU
 measurements: the CUDA context, allocator caching and kernel workspaces come on top (the range
 adds 0.5 GB and 20-50%).
+
+:func:`check_fits` compares the low end of the activations' share with what the device has free once
+the weights are loaded (CUDA free memory, or available RAM on the CPU) and refuses a request that
+cannot fit, before sampling starts.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import weakref
 from collections import defaultdict
 from contextlib import contextmanager
@@ -20,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from .errors import VividZooError
 
 # From the trace of the full-size network (MVDream v1.5 UNet + AnimateDiff v2 + alignment) in fp16.
 WEIGHT_BYTES_FP16 = 2.71e9
@@ -83,3 +91,61 @@ def estimate_gb(views: int, frames: int, width: int, height: int, bytes_per_valu
     tensors = scale * (WEIGHT_BYTES_FP16 + ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16 * batch * (width // 8) * (height // 8))
     low, high = ((tensors * factor + CUDA_CONTEXT_BYTES) / GB for factor in OVERHEAD)
     return low, high
+
+
+def activation_bytes(views: int, frames: int, width: int, height: int, bytes_per_value: int = 2) -> float:
+    """Tensor bytes one guidance step (both branches) needs beyond the weights, before overheads."""
+    latent_pixels = 2 * views * frames * (width // 8) * (height // 8)
+    return bytes_per_value / 2 * ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16 * latent_pixels
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory for sampling on ``device``: CUDA free memory, available RAM on the CPU; None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        return available_ram()
+    return None  # MPS shares RAM with the system and reports no free amount
+
+
+def available_ram() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else free physical pages (other POSIX systems)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(views: int, frames: int, width: int, height: int, bytes_per_value: int, available: int | None,
+               where: str = "on this device") -> None:
+    """Refuses sampling ``views x frames`` images (``frames``: at once) whose activations cannot fit.
+
+    ``available``: free bytes with the weights already loaded. Uses the low end of the estimate, so
+    only requests sure to run out of memory are refused. The message gives the largest image size
+    that fits at this many frames, and the most frames at once at this size.
+    """
+    if available is None:
+        return
+    overhead = OVERHEAD[0]
+    needed = overhead * activation_bytes(views, frames, width, height, bytes_per_value)
+    if needed <= available:
+        return
+    room = available / overhead
+    per_latent_pixel = activation_bytes(views, frames, 8, 8, bytes_per_value)
+    size = 8 * math.isqrt(int(max(room, 0) / per_latent_pixel))
+    frames_fit = int(max(room, 0) // activation_bytes(views, 1, width, height, bytes_per_value))
+    fits = [f"at most {size}x{size} px at {frames} frames" if size >= 8 else None,
+            f"at most {frames_fit} frames at once at {width}x{height} (context windows)" if frames_fit else None]
+    fits = [text for text in fits if text]
+    advice = " or ".join(fits) if fits else "not even the smallest video fits; free memory or use another device"
+    raise VividZooError(
+        f"{views} views x {frames} frames x {width}x{height} px needs at least about {needed / GB:.1f} GB "
+        f"{where} (estimate), but only {available / GB:.1f} GB is free; fits: {advice}"
+    )

@@ -6,6 +6,7 @@ Hub access. The negative branch uses the same cameras as the positive one, as in
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ from .diffusers_host import (
 )
 from .errors import VividZooError
 from .layout import VideoLayout
+from .memory import available_bytes, check_fits
 from .network import MotionModuleSet
 from .schedules import PAPER_BETA_SCHEDULE, check_beta_schedule, ddim_scheduler
 from .video import DEFAULT_FPS, MultiViewVideo
@@ -66,10 +68,19 @@ class GenerationSettings:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``, checked against this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise VividZooError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto")
+    match = re.fullmatch(r"(cpu|mps|cuda)(?::(\d+))?", name)
+    if match is None or (match[2] is not None and match[1] != "cuda"):
+        raise VividZooError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    if match[1] == "cuda" and not torch.cuda.is_available():
+        raise VividZooError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU; use cpu or auto")
+    if match[1] == "cuda" and match[2] is not None and int(match[2]) >= torch.cuda.device_count():
+        raise VividZooError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
+                            f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if match[1] == "mps" and not torch.backends.mps.is_available():
+        raise VividZooError("device 'mps' asked for, but PyTorch sees no Apple GPU; use cpu or auto")
     return torch.device(name)
 
 
@@ -90,6 +101,8 @@ class VividZooPipeline:
         self.device, self.dtype = device, dtype
         self.notices = notices
         self.names = names
+        # Free bytes for sampling, asked before each video; replaceable (tests, callers that know better).
+        self.memory_available: Callable[[], int | None] = lambda: available_bytes(device)
 
     @classmethod
     def from_files(cls, mvdream: str | Path, motion: str | Path, alignment: str | Path | None = None,
@@ -148,6 +161,8 @@ class VividZooPipeline:
         layout = VideoLayout(settings.views, settings.frames)
         rig = rig.for_layout(layout)
         windows = self.context_windows(settings)
+        check_fits(layout.views, max(map(len, windows)), settings.width, settings.height, self.dtype.itemsize,
+                   self.memory_available(), where=f"on {self.device}")
         scheduler = ddim_scheduler(settings.beta_schedule)
         scheduler.set_timesteps(settings.steps)
 

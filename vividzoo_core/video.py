@@ -1,13 +1,15 @@
 """Writing multi-view videos: grids, MP4 (PyAV), animated WebP (Pillow), PNG frames, cameras.
 
 Frames are ``(frames, views, height, width, 3)`` float tensors in [0, 1] (layout order). Writers take
-one frame at a time, so no extra copy of the whole video is made.
+one frame at a time, so no extra copy of the whole video is made. A finished generation is never
+lost to a failing writer or output folder: :func:`save_video_or_rescue` keeps it in the temp folder.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -132,6 +134,36 @@ def save_video(video: MultiViewVideo, out_dir: str | Path) -> dict[str, Path]:
         (out / INFO_FILE).write_text(json.dumps(video.info, indent=1))
         written["info"] = out / INFO_FILE
     return written
+
+
+def save_video_or_rescue(video: MultiViewVideo, out_dir: str | Path) -> dict[str, Path]:
+    """:func:`save_video`; if writing fails, the video is saved in a new folder of the temp dir instead.
+
+    Raises a VividZooError that says what failed and where the video is: written in full there, or,
+    if the writers fail there too, as ``frames.npz`` (see :func:`rescue_frames`).
+    """
+    try:
+        return save_video(video, out_dir)
+    except Exception as error:  # any writer failure (OSError, PyAV, Pillow): keep the finished work
+        problem = f"could not write the outputs to {out_dir} ({type(error).__name__}: {error})"
+    rescue = Path(tempfile.mkdtemp(prefix="vividzoo-rescued-"))
+    try:
+        save_video(video, rescue)
+        where = f"the finished video was written to {rescue} instead"
+    except Exception:
+        where = rescue_frames(video.frames, rescue / "frames.npz", video.cameras, video.fps, video.info)
+    raise VividZooError(f"{problem}; {where}")
+
+
+def rescue_frames(frames: torch.Tensor, path: str | Path, cameras: CameraRig | None = None, fps: float = DEFAULT_FPS,
+                  info: dict | None = None) -> str:
+    """Saves ``(F, V, H, W, 3)`` frames as uint8 in a NumPy ``.npz`` (no codec needed); says where and what."""
+    arrays = {"frames": to_uint8(frames), "fps": np.array(fps), "info": np.array(json.dumps(info or {}))}
+    if cameras is not None:
+        arrays["cameras"] = cameras.matrices
+    np.savez(path, **arrays)
+    return (f"the finished frames are saved in {path} (numpy.load: 'frames' uint8 (frames, views, height, width, 3)"
+            f"{', cameras (frames, views, 4, 4)' if cameras is not None else ''}, fps, info)")
 
 
 def _grid_frames(frames: torch.Tensor) -> Iterator[torch.Tensor]:

@@ -4,11 +4,12 @@ MV-Video, draw cameras over frames, encode a latent cache."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from ..cli_options import existing_dir, int_range, output_dir, positive_int, seed
 
 from ..cli_options import (
-    existing_dir, existing_file, existing_path, float_range, float_span, int_range, non_negative_int, output_dir,
-    positive_float, positive_int, shard, torch_device,
+    device, existing_dir, existing_file, existing_path, float_range, float_span, int_range, non_negative_int,
+    output_dir, positive_float, positive_int, shard,
 )
 
 
@@ -16,29 +17,29 @@ def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
     dataset = commands.add_parser("dataset", help="make, render, import, check and cache training datasets")
     actions = dataset.add_subparsers(dest="dataset_command", required=True)
     check = actions.add_parser("check", help="report every problem of a dataset before training")
-    check.add_argument("directory", type=Path)
-    check.add_argument("--views", type=int, default=4, help="views per training sample (default 4, orthogonal)")
-    check.add_argument("--frames", type=int, default=16, help="frames per training sample (default 16)")
-    check.add_argument("--stride", type=int, default=3, help="frame stride of a training sample (default 3)")
+    check.add_argument("directory", type=existing_dir)
+    check.add_argument("--views", type=positive_int, default=4, help="views per training sample (default 4, orthogonal)")
+    check.add_argument("--frames", type=positive_int, default=16, help="frames per training sample (default 16)")
+    check.add_argument("--stride", type=positive_int, default=3, help="frame stride of a training sample (default 3)")
     check.add_argument("--quick", action="store_true", help="do not decode every image")
     check.add_argument("--mvdream", type=existing_file, help="also report latent caches not made from this checkpoint")
     check.add_argument("--image-size", type=int_range(8), default=256,
                        help="with --mvdream: the training image size the caches must have (default 256)")
     check.set_defaults(handler=_check)
     toy = actions.add_parser("make-toy", help="a small synthetic dataset of moving shapes with exact camera poses")
-    toy.add_argument("directory", type=Path)
-    toy.add_argument("--objects", type=int, default=6)
-    toy.add_argument("--views", type=int, default=8, help="azimuths rendered (a multiple of 4 gives orthogonal views)")
-    toy.add_argument("--frames", type=int, default=48, help="frames per view (48 allows 16 frames at stride 3)")
-    toy.add_argument("--size", type=int, default=64, help="image size in pixels")
-    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("directory", type=output_dir)
+    toy.add_argument("--objects", type=positive_int, default=6)
+    toy.add_argument("--views", type=positive_int, default=8, help="azimuths rendered (a multiple of 4 gives orthogonal views)")
+    toy.add_argument("--frames", type=positive_int, default=48, help="frames per view (48 allows 16 frames at stride 3)")
+    toy.add_argument("--size", type=int_range(8, multiple=8), default=64, help="image size in pixels")
+    toy.add_argument("--seed", type=seed, default=0)
     toy.set_defaults(handler=_make_toy)
     encode = actions.add_parser("encode", help="cache VAE latents and caption embeddings: training then skips both")
     encode.add_argument("directory", type=existing_dir)
     encode.add_argument("--mvdream", type=existing_file, required=True, help="the MVDream checkpoint training uses")
     encode.add_argument("--image-size", type=int_range(8), default=256, help="training image size (default 256)")
     encode.add_argument("--shard", type=shard, default=(0, 1), help="I/N: encode the I-th of N parts (0-based)")
-    encode.add_argument("--device", type=torch_device, default="auto", help="auto (CUDA when present), cuda, cuda:N, cpu")
+    encode.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cuda, cuda:N, cpu")
     encode.add_argument("--chunk", type=positive_int, default=16, help="frames per VAE call (default 16)")
     encode.set_defaults(handler=_encode)
     mv_video = actions.add_parser("from-mv-video", help="a dataset of links to a downloaded MV-Video (Animate3D)")

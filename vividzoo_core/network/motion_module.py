@@ -153,7 +153,9 @@ class TemporalTransformer(nn.Module):
         out = self.proj_out(hidden)
         if self.use_alignment:
             out = out + self.align_2d_to_3d(hidden)
-        return out.reshape(batch, height, width, channels).permute(0, 3, 1, 2) + x
+        # x first: the sum takes the first operand's memory layout. The other way round, the permuted
+        # (channels-last) view would decide it and the rest of the UNet would run channels-last: slower.
+        return x + out.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 class MotionModule(nn.Module):

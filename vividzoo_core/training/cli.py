@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from ..cli_options import existing_file, resume_from
 from ..errors import VividZooError
 
 
 def add_training_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train the alignment layers (accelerate launch for several GPUs)")
-    train.add_argument("--config", type=Path, help="TOML or JSON training config")
-    train.add_argument("--resume", default="auto",
+    train.add_argument("--config", type=existing_file, help="TOML or JSON training config")
+    train.add_argument("--resume", type=resume_from, default="auto",
                        help="auto (the newest checkpoint in output_dir, default), none, or a checkpoint folder")
     train.add_argument("--example-config", action="store_true", help="print a config with the paper's settings")
     train.set_defaults(handler=_train)
