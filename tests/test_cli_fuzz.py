@@ -24,6 +24,9 @@ PATH_VALUES = {
     cli_options.camera_file: ["{missing}", "{folder}", "{file}", "{wrong_shape_json}", "{bad_matrix_json}"],
     cli_options.resume_from: ["{missing}", "{file}"],
     cli_options.device: ["gpu", "cuda:99", "cpu:1", ""],
+    cli_options.existing_path: ["{missing}"],
+    cli_options.output_file: ["{folder}", "{file}/inside.png"],
+    cli_options.shard: ["3", "x/4", "4/4", "-1/4", "0/0", ""],
 }
 
 
@@ -47,6 +50,10 @@ def bad_values(action: argparse.Action) -> list[str]:
         if kind.high is not None:
             values.append(f"{kind.high:g}" if kind.high_open else f"{kind.high + 1:g}")
         return values
+    if isinstance(kind, cli_options.float_span):
+        return ["seven", "", "nan", f"{kind.low - 1:g}", f"{kind.high + 1:g}", f"{kind.high:g}:{kind.low:g}", "1:x"]
+    if isinstance(kind, cli_options.named_value):
+        return ["no-equals-sign", "=x", "bad name=x", "-x=y"]
     if kind in PATH_VALUES:
         return PATH_VALUES[kind]
     assert action.dest in FREE_TEXT, (

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from .cameras import CameraRig
@@ -162,17 +163,44 @@ def shard(text: str) -> tuple[int, int]:
     return index_value, count_value
 
 
-def float_span(low: float, high: float) -> Callable[[str], tuple[float, float]]:
+class float_span:  # noqa: N801
     """``A`` (a fixed value) or ``A:B`` (a range, A <= B), both within ``[low, high]``."""
-    single = float_range(low, high)
 
-    def parse(text: str) -> tuple[float, float]:
+    __name__ = "value or range"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+        self.single = float_range(low, high)
+
+    def __call__(self, text: str) -> tuple[float, float]:
         first, colon, second = text.partition(":")
-        start = single(first)
-        end = single(second) if colon else start
+        start = self.single(first)
+        end = self.single(second) if colon else start
         if end < start:
             raise argparse.ArgumentTypeError(f"{text!r}: the range must go from low to high")
         return start, end
 
-    parse.__name__ = "value or range"
-    return parse
+
+def output_file(text: str) -> Path:
+    """A file to write: not a folder, in a folder that exists and is writable or can be created."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name to write")
+    output_dir(str(path.parent))
+    return path
+
+
+class named_value:  # noqa: N801
+    """``NAME=VALUE`` with a plain name (it becomes a table row and a folder name) and a checked value."""
+
+    NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+    def __init__(self, value_type: Callable[[str], object], what: str) -> None:
+        self.value_type, self.what = value_type, what
+        self.__name__ = f"NAME={what}"
+
+    def __call__(self, text: str) -> tuple[str, object]:
+        name, sep, value = text.partition("=")
+        if not sep or not self.NAME.fullmatch(name):
+            raise argparse.ArgumentTypeError(f"{text!r} is not NAME={self.what} (NAME: letters, digits, _ . + -)")
+        return name, self.value_type(value)

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli_options import existing_dir, int_range, output_dir, positive_int, seed
-
 from ..cli_options import (
     device, existing_dir, existing_file, existing_path, float_range, float_span, int_range, non_negative_int,
-    output_dir, positive_float, positive_int, shard,
+    output_dir, output_file, positive_float, positive_int, seed, shard,
 )
 
 
@@ -51,7 +49,7 @@ def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
     overlay = actions.add_parser("camera-overlay",
                                  help="draw where cameras.json puts the object centre and up axis over each view")
     overlay.add_argument("object", type=existing_dir, help="one object folder of a dataset")
-    overlay.add_argument("--out", type=Path, required=True, help="the picture to write (.png)")
+    overlay.add_argument("--out", type=output_file, required=True, help="the picture to write (.png)")
     overlay.add_argument("--frame", type=non_negative_int, default=0, help="which frame of each view (default 0)")
     overlay.add_argument("--size", type=positive_int, default=256, help="pixels per view (default 256)")
     overlay.add_argument("--radius", type=positive_float, help="camera distance from the centre (default 2.4)")

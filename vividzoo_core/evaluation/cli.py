@@ -7,29 +7,13 @@ work; with ``--prompts`` the runs (one per ``--alignment NAME=FILE|none``) are g
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
-from typing import Callable
 
-from ..cli_options import existing_dir, existing_file, float_range, int_range, non_negative_int, output_dir, positive_int
+from ..cli_options import (
+    device, existing_dir, existing_file, float_range, int_range, named_value, output_dir, positive_int, seed,
+)
 from ..errors import VividZooError
 from .prompts import EVAL_PROMPTS, read_prompts
-
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-
-
-def _named(value_type: Callable[[str], object], what: str) -> Callable[[str], tuple[str, object]]:
-    """``NAME=VALUE`` with a plain run name (it becomes a table row and a folder name)."""
-
-    def parse(text: str) -> tuple[str, object]:
-        name, sep, value = text.partition("=")
-        if not sep or not NAME_PATTERN.fullmatch(name):
-            raise argparse.ArgumentTypeError(f"{text!r} is not NAME={what} (NAME: letters, digits, _ . + -)")
-        return name, value_type(value)
-
-    parse.__name__ = f"NAME={what}"
-    return parse
-
 
 def _alignment_or_none(text: str) -> Path | None:
     return None if text == "none" else existing_file(text)
@@ -38,7 +22,7 @@ def _alignment_or_none(text: str) -> Path | None:
 def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="FVD, CLIP score and consistency proxies of runs (the paper's Table 1)")
     source = evaluate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", dest="runs", action="append", type=_named(existing_dir, "FOLDER"),
+    source.add_argument("--run", dest="runs", action="append", type=named_value(existing_dir, "FOLDER"),
                         metavar="NAME=FOLDER", help="a run: the output folder of `vividzoo generate --prompts` (repeat)")
     source.add_argument("--prompts", nargs="?", const=EVAL_PROMPTS, type=existing_file, metavar="FILE",
                         help="generate the runs first from these prompts (no FILE: the shipped eval_prompts.txt)")
@@ -50,19 +34,19 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--reference-stride", type=positive_int, default=3,
                           help="frame stride of reference clips (default 3, the training stride)")
     evaluate.add_argument("--out", type=output_dir, required=True, help="folder for eval.txt/csv/json/png")
-    evaluate.add_argument("--device", default="auto", help="auto (CUDA when present), cuda, cuda:N or cpu")
+    evaluate.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cuda, cuda:N or cpu")
     generation = evaluate.add_argument_group("with --prompts: the runs to generate (same seed and settings for all)")
     generation.add_argument("--mvdream", type=existing_file, help="MVDream checkpoint, e.g. sd-v1.5-4view.pt")
     generation.add_argument("--motion", type=existing_file, help="AnimateDiff motion module, e.g. mm_sd_v15_v2.ckpt")
     generation.add_argument("--alignment", dest="alignments", action="append", metavar="NAME=FILE|none",
-                            type=_named(_alignment_or_none, "FILE|none"),
+                            type=named_value(_alignment_or_none, "FILE|none"),
                             help="one run per use: trained alignment layers, or none for training-free (repeat)")
     generation.add_argument("--views", type=int_range(1, 64), default=4, help="views (default 4)")
     generation.add_argument("--frames", type=positive_int, default=16, help="frames per view (default 16)")
-    generation.add_argument("--size", type=int_range(8), default=256, help="pixels, a multiple of 8 (default 256)")
+    generation.add_argument("--size", type=int_range(8, multiple=8), default=256, help="pixels, a multiple of 8 (default 256)")
     generation.add_argument("--steps", type=positive_int, default=50, help="DDIM steps (default 50)")
     generation.add_argument("--cfg", type=float_range(0.0), default=7.5, help="guidance scale (default 7.5)")
-    generation.add_argument("--seed", type=non_negative_int, default=0, help="seed for every prompt (default 0)")
+    generation.add_argument("--seed", type=seed, default=0, help="seed for every prompt (default 0)")
     generation.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
     evaluate.set_defaults(handler=_evaluate)
 
