@@ -91,6 +91,31 @@ def test_alignment_layers_sit_beside_proj_in_and_proj_out(motion):
     assert not torch.allclose(shifted_proj_in, plain)
 
 
+def test_alignment_with_trained_weights_matches_the_reference_with_the_layers_beside_the_projections(motion):
+    # Non-zero weights (not only biases): beside proj_in, 3D->2D sees the normalised tokens, not proj_in's
+    # output; beside proj_out, 2D->3D sees the transformer's output. In the reference that is the same as
+    # adding each alignment layer into its projection.
+    modules = MotionModuleSet.from_checkpoint(motion)
+    for parameter in modules.alignment_parameters():
+        torch.nn.init.normal_(parameter, std=0.2)
+    site = "down_blocks.2.motion_modules.1"
+    module = dict(modules.sites())[site]
+    layout = VideoLayout(views=2, frames=3)
+    x = torch.randn(layout.images, motion.channels[site], 2, 2)
+    weights = _module_weights(motion, site)
+    aligned = dict(weights)
+    for alignment, projection in (("align_3d_to_2d", "proj_in"), ("align_2d_to_3d", "proj_out")):
+        for kind in ("weight", "bias"):
+            aligned[f"{projection}.{kind}"] = weights[f"{projection}.{kind}"] + getattr(
+                module.temporal_transformer, alignment).get_parameter(kind).detach()
+    per_clip = rearrange(x, "(f v) c h w -> v c f h w", v=2)
+    expected = rearrange(reference_temporal_transformer(per_clip, aligned), "v c f h w -> (f v) c h w")
+    ours = module(x, layout)
+    torch.testing.assert_close(ours, expected, atol=2e-5, rtol=1e-5)
+    plain = rearrange(reference_temporal_transformer(per_clip, weights), "v c f h w -> (f v) c h w")
+    assert (ours - plain).abs().max() > 0.1
+
+
 def test_temporal_attention_never_mixes_views(motion):
     modules = MotionModuleSet.from_checkpoint(motion)
     for parameter in modules.alignment_parameters():
