@@ -149,7 +149,10 @@ def test_inspect_reports_each_kind(weights):
     assert (report["kind"], report["version"], report["max_frames"], report["modules"]) == ("motion_module", "v2", 32, 21)
     report = inspect_checkpoint(weights.alignment)
     assert (report["kind"], report["motion_module_version"], report["modules"]) == ("alignment", "v2", 21)
-    assert json.dumps(report)
+    # two Linear(C, C) layers with biases per module
+    channels = load_motion_module(weights.motion["v2"]).channels.values()
+    assert report["parameters"] == sum(2 * (c * c + c) for c in channels)
+    assert json.loads(json.dumps(report)) == report
 
 
 # -- strict loading: one tensor missing, one extra, one of the wrong shape ------------------------------
