@@ -154,6 +154,8 @@ def test_frame_windows_and_pyramid_weights():
     assert frame_windows(10, 4, 1) == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
     assert frame_windows(9, 4, 1) == [[0, 1, 2, 3], [3, 4, 5, 6], [5, 6, 7, 8]]  # last window ends at the end
     assert frame_windows(4, 4, 2) == [[0, 1, 2, 3]]
+    assert frame_windows(3, 1, 0) == [[0], [1], [2]]  # the shortest window, no overlap
+    assert frame_windows(4, 2, 0) == [[0, 1], [2, 3]]
     assert window_weights(5).tolist() == [1, 2, 3, 2, 1]
     assert window_weights(1).tolist() == [1]
     for length, overlap in [(0, 0), (4, 4), (4, -1)]:
@@ -168,9 +170,13 @@ def test_overlapping_windows_blend_with_pyramid_weights(copies):
     blended = blend_windows(nonlinear_predictor, x, layout, frame_windows(6, 4, 2))
     offsets = torch.tensor(BLENDED_OFFSETS).repeat_interleave(layout.views).repeat(copies)
     torch.testing.assert_close(blended, x**2 + offsets.view(-1, 1, 1, 1))
+    as_double = blend_windows(nonlinear_predictor, x.double(), layout, frame_windows(6, 4, 2))
+    assert as_double.dtype == torch.float64  # blended in float32, handed back in the latents' dtype
 
 
 def test_uncovered_frames_are_refused():
     layout = VideoLayout(views=2, frames=5)
     with pytest.raises(VividZooError, match="uncovered"):
         blend_windows(nonlinear_predictor, torch.zeros(layout.images, 1), layout, [[0, 1], [1, 2]])
+    with pytest.raises(VividZooError, match="uncovered"):
+        blend_windows(nonlinear_predictor, torch.zeros(layout.images, 1), layout, [[0, 1]])
