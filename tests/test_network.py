@@ -165,6 +165,9 @@ def test_batch_order_round_trips(copies):
     torch.testing.assert_close(layout.ungroup_frames(sequences, pixels=6), tokens)
     split = layout.split(index)
     assert split[last, 2, 1] == layout.index(2, 1, copy=last)
+    split_tokens = layout.split(tokens)
+    assert split_tokens.shape == (copies, 5, 4, 6, 2)
+    assert torch.all(split_tokens[last, 2, 1] == layout.index(2, 1, copy=last))
     assert layout.batch_indices([1, 2], copies).tolist() == [
         layout.index(f, v, c) for c in range(copies) for f in (1, 2) for v in range(4)
     ]
