@@ -67,6 +67,7 @@ class NoisePredictor(nn.Module):
         self.anchor = nn.Parameter(torch.zeros(()))  # gives the loss a graph to run backward through
 
     def forward(self, noisy, timesteps, context, cameras, layout):
+        self.seen = {"noisy": noisy, "timesteps": timesteps, "context": context, "cameras": cameras, "layout": layout}
         alpha_bar = self.alpha_bar[timesteps].view(-1, 1, 1, 1)
         noise = (noisy.double() - alpha_bar.sqrt() * self.latents) / (1 - alpha_bar).sqrt()
         prediction = {"noise": noise, "noisy latents": noisy.double(), "clean latents": self.latents}[self.target]
@@ -77,14 +78,24 @@ class NoisePredictor(nn.Module):
 def test_the_loss_is_epsilon_mse_at_the_configured_schedule(trainers, monkeypatch, schedule):
     trainer = trainers[schedule]
     batch = next(iter(trainer.data_loader()))
-    encoded = trainer._encode(batch, torch.Generator().manual_seed(0))
-    monkeypatch.setattr(trainer, "_encode", lambda batch, generator: encoded)
-    losses = {}
-    for target in ("noise", "noisy latents", "clean latents"):
-        monkeypatch.setattr(trainer, "model", NoisePredictor(encoded[0], schedule, target))
-        losses[target] = trainer.train_step(batch, step=0)
-    assert losses["noise"] < 1e-9, losses
-    assert min(losses["noisy latents"], losses["clean latents"]) > 0.1, losses
+    # the same generator as train_step(step=0) draws: the same VAE sample, so the same clean latents
+    latents, context, cameras = trainer._encode(batch, trainer._generator(0, 0))
+    losses, seen = {}, {}
+    for target, step in (("noise", 0), ("noise", 1), ("noisy latents", 0), ("clean latents", 0)):
+        model = NoisePredictor(trainer._encode(batch, trainer._generator(step, 0))[0], schedule, target)
+        monkeypatch.setattr(trainer, "model", model)
+        losses[target, step] = trainer.train_step(batch, step=step)
+        seen[target, step] = model.seen
+    assert max(losses["noise", 0], losses["noise", 1]) < 1e-9, losses
+    assert min(losses["noisy latents", 0], losses["clean latents", 0]) > 1e-3, losses  # at a high timestep noisy ~ noise
+    first = seen["noise", 0]
+    assert torch.equal(first["context"], context) and torch.equal(first["cameras"], cameras)
+    assert first["layout"] == trainer.layout
+    # one timestep per multi-view video; noise and timesteps drawn from (seed, step): repeatable
+    per_video = first["timesteps"].view(batch["pixels"].shape[0], trainer.layout.images)
+    assert torch.all(per_video == per_video[:, :1])
+    assert torch.equal(seen["noisy latents", 0]["noisy"], first["noisy"])
+    assert not torch.equal(seen["noise", 1]["noisy"], first["noisy"])
 
 
 def test_frozen_means_frozen_after_a_backward_pass(trainers):
