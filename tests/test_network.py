@@ -133,15 +133,16 @@ def test_temporal_attention_never_mixes_views(motion):
     assert difference[others].max() == 0
 
 
-def test_multiview_attention_equals_concatenating_the_views_of_each_frame():
-    layout = VideoLayout(views=4, frames=3)
+@pytest.mark.parametrize("views", [2, 4])
+def test_multiview_attention_equals_concatenating_the_views_of_each_frame(views):
+    layout = VideoLayout(views=views, frames=3)
     q, k, v = (torch.randn(2 * layout.images, 9, 16) for _ in range(3))
     ours = multiview_attention(q, k, v, heads=2, layout=layout)
     expected = torch.empty_like(q)
     for start in range(0, q.shape[0], layout.views):
-        views = slice(start, start + layout.views)
-        joint = [t[views].reshape(1, -1, 16) for t in (q, k, v)]
-        expected[views] = reference_attention(*joint, heads=2).reshape(layout.views, 9, 16)
+        group = slice(start, start + layout.views)
+        joint = [t[group].reshape(1, -1, 16) for t in (q, k, v)]
+        expected[group] = reference_attention(*joint, heads=2).reshape(layout.views, 9, 16)
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(sdpa_attention(q, k, v, 2), reference_attention(q, k, v, 2), atol=1e-5, rtol=1e-5)
 
@@ -173,6 +174,13 @@ def test_batch_order_round_trips(copies):
     ]
     with pytest.raises(ValueError, match="not a whole number"):
         layout.copies(copies * layout.images + 1)
+
+
+@pytest.mark.parametrize("views, frames, message", [(0, 3, "views must be a whole number of at least 1, got 0"),
+                                                     (2, 1.5, "frames must be a whole number of at least 1, got 1.5")])
+def test_a_layout_needs_whole_positive_counts(views, frames, message):
+    with pytest.raises(ValueError, match=message):
+        VideoLayout(views, frames)
 
 
 def test_layer_classes_are_injectable(motion):
