@@ -1,9 +1,11 @@
 """A stand-in for what the node modules touch when they are imported, for CI machines without ComfyUI.
 
-It only lets the schemas be built and serialised the way ComfyUI v0.12.1 serialises them
-(``/object_info``). Nothing here runs a model: everything that runs is tested against a real
-ComfyUI in ``tests/comfyui``, which also checks the stored ``object_info`` snapshot these schemas
-are compared with.
+It lets the schemas be built and serialised the way ComfyUI v0.12.1 serialises them
+(``/object_info``), and the pack's own logic (``nodes/patching.py``'s checks, hooks and window
+schedule, the video nodes' IMAGE handling) run on plain tensors: a node's ``execute`` returns a
+:class:`NodeOutput` holding its outputs. Nothing here runs a model: everything that runs one is
+tested against a real ComfyUI in ``tests/comfyui``, which also checks the stored ``object_info``
+snapshot these schemas are compared with.
 """
 
 from __future__ import annotations
@@ -110,6 +112,13 @@ class _ComfyNode:
         return cls.define_schema()
 
 
+class NodeOutput:
+    """Keeps a node's outputs, like ComfyUI's ``io.NodeOutput.result``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.result = args
+
+
 class _Hidden(enum.Enum):
     unique_id = "UNIQUE_ID"
     prompt = "PROMPT"
@@ -129,7 +138,7 @@ def _make_io() -> types.ModuleType:
         setattr(io, name, _comfy_type(io_type))
     io.Custom = lambda io_type: _comfy_type(io_type)
     io.Schema, io.ComfyNode, io.Hidden, io.NumberDisplay = _Schema, _ComfyNode, _Hidden, _NumberDisplay
-    io.NodeOutput = _Anything
+    io.NodeOutput = NodeOutput
     io.FolderType = enum.Enum("FolderType", {"input": "input", "output": "output", "temp": "temp"})
     return io
 

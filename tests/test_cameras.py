@@ -11,6 +11,7 @@ import torch
 from vividzoo_core.cameras import (
     CameraRig, camera_to_world, cameras_from_json, load_cameras, moving_orbit, orbit, transforms_json,
 )
+from vividzoo_core.data.reader import view_azimuths
 from vividzoo_core.layout import VideoLayout
 
 CHECK_VALUE = [1, 0, 0, 0, 0, 0.2588, -0.9659, -0.9659, 0, 0.9659, 0.2588, 0.2588, 0, 0, 0, 1]
@@ -97,3 +98,48 @@ def test_camera_count_must_match_views():
         orbit(4, elevation=90)
     with pytest.raises(ValueError, match="shape"):
         CameraRig(np.zeros((2, 4, 3, 3)))
+
+
+# MVDream's camera at elevation 30, azimuth 90, worked out by hand: position (cos e sin a, sin e, cos e cos a)
+# = (0.866, 0.5, 0) in OpenGL world; right = forward x up = (0, 0, -1), up = right x forward = (-0.5, 0.866, 0);
+# columns [right, up, -forward, position], then rows (x, -z, y) for Blender's z-up world.
+HALF_SQRT3 = np.sqrt(3) / 2
+ELEVATION_30_AZIMUTH_90 = [
+    [0, -0.5, HALF_SQRT3, HALF_SQRT3],
+    [1, 0, 0, 0],
+    [0, HALF_SQRT3, 0.5, 0.5],
+    [0, 0, 0, 1],
+]
+
+
+def test_hand_computed_camera_at_a_non_zero_azimuth():
+    np.testing.assert_allclose(camera_to_world(30, 90), ELEVATION_30_AZIMUTH_90, atol=1e-12)
+
+
+@pytest.mark.parametrize("elevation", [-30.0, 0.0, 15.0, 60.0])
+@pytest.mark.parametrize("azimuth", [0.0, 45.0, 90.0, 135.0, 200.0, 315.0])
+def test_cameras_at_every_angle(elevation, azimuth):
+    matrix = camera_to_world(elevation, azimuth)
+    e, a = np.radians(elevation), np.radians(azimuth)
+    # Blender world (z up): the azimuth turns from -y towards +x, the elevation lifts towards +z.
+    position = [np.cos(e) * np.sin(a), -np.cos(e) * np.cos(a), np.sin(e)]
+    np.testing.assert_allclose(matrix[:3, 3], position, atol=1e-12)
+    right, up, back = matrix[:3, 0], matrix[:3, 1], matrix[:3, 2]
+    np.testing.assert_allclose(back, position, atol=1e-12)  # the camera looks at the origin along -z
+    np.testing.assert_allclose(right, [np.cos(a), np.sin(a), 0.0], atol=1e-12)  # horizontal, turning with the azimuth
+    np.testing.assert_allclose(up, np.cross(back, right), atol=1e-12)  # right-handed
+    assert up[2] > 0  # the image's up points up in the world
+    np.testing.assert_allclose(matrix[3], [0, 0, 0, 1])
+
+
+@pytest.mark.parametrize("elevation", [0.0, 20.0, -10.0])
+def test_view_azimuths_are_read_back_from_matrices_alone(tmp_path, elevation):
+    rig = moving_orbit(views=6, frames=2, elevation=elevation, azimuth_start=100, turn=30)
+    np.testing.assert_allclose(view_azimuths(CameraRig(rig.matrices)), [100, 160, 220, 280, 340, 40], atol=1e-9)
+    # a transforms.json has matrices only (no angles): the branch that derives azimuths from them
+    data = transforms_json(rig, 32, 32, lambda f, v: f"{f}_{v}.png")
+    (tmp_path / "transforms.json").write_text(json.dumps(data))
+    loaded = load_cameras(tmp_path / "transforms.json")
+    assert loaded.azimuths is None
+    np.testing.assert_allclose(view_azimuths(loaded), [100, 160, 220, 280, 340, 40], atol=1e-6)
+    np.testing.assert_allclose(view_azimuths(rig), [100, 160, 220, 280, 340, 40])

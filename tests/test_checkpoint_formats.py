@@ -149,4 +149,83 @@ def test_inspect_reports_each_kind(weights):
     assert (report["kind"], report["version"], report["max_frames"], report["modules"]) == ("motion_module", "v2", 32, 21)
     report = inspect_checkpoint(weights.alignment)
     assert (report["kind"], report["motion_module_version"], report["modules"]) == ("alignment", "v2", 21)
-    assert json.dumps(report)
+    # two Linear(C, C) layers with biases per module
+    channels = load_motion_module(weights.motion["v2"]).channels.values()
+    assert report["parameters"] == sum(2 * (c * c + c) for c in channels)
+    assert json.loads(json.dumps(report)) == report
+
+
+# -- strict loading: one tensor missing, one extra, one of the wrong shape ------------------------------
+
+def _changed(weights: dict[str, torch.Tensor], key: str, change: str) -> dict[str, torch.Tensor]:
+    changed = dict(weights)
+    if change == "missing":
+        del changed[key]
+    elif change == "extra":
+        changed[key.rsplit(".", 1)[0] + ".extra.weight"] = torch.zeros(3)
+    else:
+        changed[key] = torch.zeros(changed[key].shape[0] + 1, *changed[key].shape[1:])
+    return changed
+
+
+def _load_mvdream_part(path, part):
+    checkpoint = load_mvdream(path)
+    builder = {"unet": build_unet, "vae": build_vae, "text_encoder": build_text_encoder}[part.split()[0]]
+    return builder(checkpoint)
+
+
+def _load_motion(path, part):
+    return MotionModuleSet.from_checkpoint(load_motion_module(path))
+
+
+def _load_alignment(path, part):
+    return load_alignment(path)
+
+
+# (file, tensor changed, loader, the names the error gives for a missing / extra / misshapen tensor)
+STRICT_CASES = {
+    "unet": ("mvdream", "model.diffusion_model.middle_block.1.proj_in.bias", _load_mvdream_part,
+             ("mid_block.attentions.0.proj_in.bias", "mid_block.attentions.0.proj_in.extra.weight",
+              "mid_block.attentions.0.proj_in.bias")),
+    # an extra tensor here is one the LDM -> diffusers conversion drops: named by its file key
+    "unet time embedding": ("mvdream", "model.diffusion_model.time_embed.0.weight", _load_mvdream_part,
+                            ("time_embedding.linear_1.weight", "time_embed.0.extra.weight", "time_embedding.linear_1.weight")),
+    "vae": ("mvdream", "first_stage_model.decoder.conv_in.weight", _load_mvdream_part,
+            ("decoder.conv_in.weight", "decoder.conv_in.extra.weight", "decoder.conv_in.weight")),
+    "text_encoder": ("mvdream", "cond_stage_model.transformer.text_model.final_layer_norm.weight", _load_mvdream_part,
+                     ("final_layer_norm.weight", "final_layer_norm.extra.weight", "final_layer_norm.weight")),
+    "motion v1": ("v1", "up_blocks.3.motion_modules.2.temporal_transformer.proj_in.weight", _load_motion, None),
+    "motion v2": ("v2", "mid_block.motion_modules.0.temporal_transformer.proj_out.bias", _load_motion, None),
+    "motion v3": ("v3", "down_blocks.1.motion_modules.0.temporal_transformer.transformer_blocks.0.ff_norm.weight", _load_motion, None),
+    "alignment": ("alignment", "up_blocks.0.motion_modules.1.temporal_transformer.align_3d_to_2d.weight",
+                  _load_alignment, None),
+}
+
+
+@pytest.mark.parametrize("change", ["missing", "extra", "shape"])
+@pytest.mark.parametrize("kind", list(STRICT_CASES))
+def test_every_checkpoint_kind_refuses_a_changed_tensor_and_names_it(weights, tmp_path, kind, change):
+    source, key, load, names = STRICT_CASES[kind]
+    path = weights.motion[source] if source in weights.motion else getattr(weights, source)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata()
+        changed_path = tmp_path / path.name
+        save_file(_changed(load_file(str(path)), key, change), str(changed_path), metadata=metadata)
+    else:
+        raw = torch.load(path, weights_only=True)
+        state = raw.get("state_dict", raw)
+        changed_path = tmp_path / path.name
+        torch.save(_changed(state, key, change) if state is raw else {**raw, "state_dict": _changed(state, key, change)},
+                   changed_path)
+    load(path, kind)  # the unchanged file loads
+    with pytest.raises(ValueError) as error:
+        load(changed_path, kind)
+    message = str(error.value)
+    assert changed_path.name in message
+    name = names[["missing", "extra", "shape"].index(change)] if names else (
+        key.rsplit(".", 1)[0] + ".extra.weight" if change == "extra" else key)
+    assert name in message, message

@@ -91,6 +91,31 @@ def test_alignment_layers_sit_beside_proj_in_and_proj_out(motion):
     assert not torch.allclose(shifted_proj_in, plain)
 
 
+def test_alignment_with_trained_weights_matches_the_reference_with_the_layers_beside_the_projections(motion):
+    # Non-zero weights (not only biases): beside proj_in, 3D->2D sees the normalised tokens, not proj_in's
+    # output; beside proj_out, 2D->3D sees the transformer's output. In the reference that is the same as
+    # adding each alignment layer into its projection.
+    modules = MotionModuleSet.from_checkpoint(motion)
+    for parameter in modules.alignment_parameters():
+        torch.nn.init.normal_(parameter, std=0.2)
+    site = "down_blocks.2.motion_modules.1"
+    module = dict(modules.sites())[site]
+    layout = VideoLayout(views=2, frames=3)
+    x = torch.randn(layout.images, motion.channels[site], 2, 2)
+    weights = _module_weights(motion, site)
+    aligned = dict(weights)
+    for alignment, projection in (("align_3d_to_2d", "proj_in"), ("align_2d_to_3d", "proj_out")):
+        for kind in ("weight", "bias"):
+            aligned[f"{projection}.{kind}"] = weights[f"{projection}.{kind}"] + getattr(
+                module.temporal_transformer, alignment).get_parameter(kind).detach()
+    per_clip = rearrange(x, "(f v) c h w -> v c f h w", v=2)
+    expected = rearrange(reference_temporal_transformer(per_clip, aligned), "v c f h w -> (f v) c h w")
+    ours = module(x, layout)
+    torch.testing.assert_close(ours, expected, atol=2e-5, rtol=1e-5)
+    plain = rearrange(reference_temporal_transformer(per_clip, weights), "v c f h w -> (f v) c h w")
+    assert (ours - plain).abs().max() > 0.1
+
+
 def test_temporal_attention_never_mixes_views(motion):
     modules = MotionModuleSet.from_checkpoint(motion)
     for parameter in modules.alignment_parameters():
@@ -108,15 +133,16 @@ def test_temporal_attention_never_mixes_views(motion):
     assert difference[others].max() == 0
 
 
-def test_multiview_attention_equals_concatenating_the_views_of_each_frame():
-    layout = VideoLayout(views=4, frames=3)
+@pytest.mark.parametrize("views", [2, 4])
+def test_multiview_attention_equals_concatenating_the_views_of_each_frame(views):
+    layout = VideoLayout(views=views, frames=3)
     q, k, v = (torch.randn(2 * layout.images, 9, 16) for _ in range(3))
     ours = multiview_attention(q, k, v, heads=2, layout=layout)
     expected = torch.empty_like(q)
     for start in range(0, q.shape[0], layout.views):
-        views = slice(start, start + layout.views)
-        joint = [t[views].reshape(1, -1, 16) for t in (q, k, v)]
-        expected[views] = reference_attention(*joint, heads=2).reshape(layout.views, 9, 16)
+        group = slice(start, start + layout.views)
+        joint = [t[group].reshape(1, -1, 16) for t in (q, k, v)]
+        expected[group] = reference_attention(*joint, heads=2).reshape(layout.views, 9, 16)
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(sdpa_attention(q, k, v, 2), reference_attention(q, k, v, 2), atol=1e-5, rtol=1e-5)
 
@@ -140,11 +166,21 @@ def test_batch_order_round_trips(copies):
     torch.testing.assert_close(layout.ungroup_frames(sequences, pixels=6), tokens)
     split = layout.split(index)
     assert split[last, 2, 1] == layout.index(2, 1, copy=last)
+    split_tokens = layout.split(tokens)
+    assert split_tokens.shape == (copies, 5, 4, 6, 2)
+    assert torch.all(split_tokens[last, 2, 1] == layout.index(2, 1, copy=last))
     assert layout.batch_indices([1, 2], copies).tolist() == [
         layout.index(f, v, c) for c in range(copies) for f in (1, 2) for v in range(4)
     ]
     with pytest.raises(ValueError, match="not a whole number"):
         layout.copies(copies * layout.images + 1)
+
+
+@pytest.mark.parametrize("views, frames, message", [(0, 3, "views must be a whole number of at least 1, got 0"),
+                                                     (2, 1.5, "frames must be a whole number of at least 1, got 1.5")])
+def test_a_layout_needs_whole_positive_counts(views, frames, message):
+    with pytest.raises(ValueError, match=message):
+        VideoLayout(views, frames)
 
 
 def test_layer_classes_are_injectable(motion):

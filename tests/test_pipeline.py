@@ -70,8 +70,17 @@ def test_frame_windows_cover_every_frame_and_blend_back():
 
 def test_long_video_uses_context_windows(aligned):
     settings = GenerationSettings(**{**SMALL, "frames": 10}, context_frames=4, context_overlap=2, seed=2)
-    video = aligned.generate(settings)
+    seen = []
+    hook = aligned.network.register_forward_pre_hook(lambda module, args: seen.append((args[0].shape[0], args[4])))
+    try:
+        video = aligned.generate(settings)
+    finally:
+        hook.remove()
+    # windows [0-3], [2-5], [4-7], [6-9] at each of 3 steps; each call holds uncond + cond of 4 frames x 4 views
+    assert [(batch, layout.views, layout.frames) for batch, layout in seen] == [(2 * 4 * 4, 4, 4)] * 4 * 3
     assert video.frames.shape[0] == 10 and torch.isfinite(video.frames).all()
+    whole = aligned.generate(GenerationSettings(**{**SMALL, "frames": 10}, context_frames=10, seed=2))
+    assert (whole.frames - video.frames).abs().max() > 1e-3  # the motion modules saw other frames
 
 
 def test_demo_end_to_end(tmp_path, capsys):

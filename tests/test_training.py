@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from vividzoo_core.checkpoints import load_alignment
 from vividzoo_core.cli import main
 from vividzoo_core.errors import VividZooError
+from vividzoo_core.schedules import make_betas
 from vividzoo_core.training.config import TrainingConfig, config_from_dict, load_config
 from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.training.trainer import Trainer, latest_checkpoint
@@ -45,6 +47,75 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(weights, toy_data, tmp_path
     batch = next(iter(trainer.data_loader()))
     losses = [trainer.train_step(batch, step=0) for _ in range(12)]  # same noise and timesteps every time
     assert losses[-1] < 0.9 * losses[0], losses
+
+
+@pytest.fixture(scope="module")
+def trainers(weights, toy_data, tmp_path_factory) -> dict[str, Trainer]:
+    """One trainer per beta schedule, shared by the tests that do not train it."""
+    return {schedule: Trainer(config_from_dict(settings(weights, toy_data, tmp_path_factory.mktemp(schedule),
+                                                        beta_schedule=schedule)), log=quiet)
+            for schedule in ("linear", "scaled_linear")}
+
+
+class NoisePredictor(nn.Module):
+    """Predicts from the noisy latents, knowing the clean ones: the noise itself (``target="noise"``), or not."""
+
+    def __init__(self, latents: torch.Tensor, schedule: str, target: str) -> None:
+        super().__init__()
+        self.latents, self.target = latents.double(), target
+        self.alpha_bar = torch.cumprod(1 - make_betas(schedule), 0)
+        self.anchor = nn.Parameter(torch.zeros(()))  # gives the loss a graph to run backward through
+
+    def forward(self, noisy, timesteps, context, cameras, layout):
+        self.seen = {"noisy": noisy, "timesteps": timesteps, "context": context, "cameras": cameras, "layout": layout}
+        alpha_bar = self.alpha_bar[timesteps].view(-1, 1, 1, 1)
+        noise = (noisy.double() - alpha_bar.sqrt() * self.latents) / (1 - alpha_bar).sqrt()
+        prediction = {"noise": noise, "noisy latents": noisy.double(), "clean latents": self.latents}[self.target]
+        return prediction.float() + self.anchor
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
+def test_the_loss_is_epsilon_mse_at_the_configured_schedule(trainers, monkeypatch, schedule):
+    trainer = trainers[schedule]
+    batch = next(iter(trainer.data_loader()))
+    # the same generator as train_step(step=0) draws: the same VAE sample, so the same clean latents
+    latents, context, cameras = trainer._encode(batch, trainer._generator(0, 0))
+    losses, seen = {}, {}
+    for target, step in (("noise", 0), ("noise", 1), ("noisy latents", 0), ("clean latents", 0)):
+        model = NoisePredictor(trainer._encode(batch, trainer._generator(step, 0))[0], schedule, target)
+        monkeypatch.setattr(trainer, "model", model)
+        losses[target, step] = trainer.train_step(batch, step=step)
+        seen[target, step] = model.seen
+    assert max(losses["noise", 0], losses["noise", 1]) < 1e-9, losses
+    assert min(losses["noisy latents", 0], losses["clean latents", 0]) > 1e-3, losses  # at a high timestep noisy ~ noise
+    first = seen["noise", 0]
+    assert torch.equal(first["context"], context) and torch.equal(first["cameras"], cameras)
+    assert first["layout"] == trainer.layout
+    # one timestep per multi-view video; noise and timesteps drawn from (seed, step): repeatable
+    per_video = first["timesteps"].view(batch["pixels"].shape[0], trainer.layout.images)
+    assert torch.all(per_video == per_video[:, :1])
+    assert torch.equal(seen["noisy latents", 0]["noisy"], first["noisy"])
+    assert not torch.equal(seen["noise", 1]["noisy"], first["noisy"])
+
+
+def test_frozen_means_frozen_after_a_backward_pass(trainers):
+    trainer = trainers["linear"]
+    network = trainer.network
+    alignment = {id(p) for p in network.motion.alignment_parameters()}
+    assert len(alignment) == 4 * len(list(network.motion.sites()))
+    optimised = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+    assert {id(p) for p in optimised} == alignment and len(optimised) == len(alignment)
+    batch = next(iter(trainer.data_loader()))
+    latents, context, cameras = trainer._encode(batch, torch.Generator().manual_seed(0))
+    timesteps = torch.full((latents.shape[0],), 500)
+    trainer.model(latents, timesteps, context, cameras, trainer.layout).square().mean().backward()
+    frozen = [(name, p) for name, p in network.named_parameters() if id(p) not in alignment]
+    assert frozen and not any(p.requires_grad or p.grad is not None for _, p in frozen), [n for n, p in frozen if p.requires_grad][:3]
+    for module in (trainer.vae, trainer.text_encoder):
+        assert not any(p.requires_grad or p.grad is not None for p in module.parameters())
+    gradients = [p.grad for p in network.motion.alignment_parameters()]
+    assert all(g is not None for g in gradients) and sum(g.abs().sum() for g in gradients) > 0
+    trainer.optimizer.zero_grad(set_to_none=True)
 
 
 def test_only_alignment_changes_and_frozen_weights_stay_bit_identical(weights, toy_data, tmp_path):

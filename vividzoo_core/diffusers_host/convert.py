@@ -24,12 +24,23 @@ def load_converted(
     """
     converted = convert(weights, config)
     if len(converted) != len(weights):
-        dropped = len(weights) - len(converted)
-        raise CheckpointError(path, f"the {part} weights do not convert cleanly: {dropped} tensors have no place")
+        # The conversions move tensors (or views of them): a file tensor whose memory no converted
+        # tensor uses is one the conversion dropped.
+        used = {tensor.untyped_storage().data_ptr() for tensor in converted.values()}
+        dropped = [key for key, tensor in weights.items() if tensor.untyped_storage().data_ptr() not in used]
+        named = f": {', '.join(dropped[:3])}" if dropped else ""
+        raise CheckpointError(
+            path, f"the {part} weights do not convert cleanly: {len(weights) - len(converted)} tensors have no place{named}"
+        )
     with torch.device("meta"):
         model = model_class(**config)
+    load_strict(model, converted, part, path)
+    return model.eval().requires_grad_(False)
+
+
+def load_strict(model: torch.nn.Module, weights: dict[str, torch.Tensor], part: str, path: Path) -> None:
+    """Loads every tensor into ``model`` (missing, unexpected or misshapen ones are named in the error)."""
     try:
-        model.load_state_dict(converted, strict=True, assign=True)
+        model.load_state_dict(weights, strict=True, assign=True)
     except RuntimeError as error:
         raise CheckpointError(path, f"the {part} weights do not fit the {part} architecture: {error}") from None
-    return model.eval().requires_grad_(False)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoints.mvdream import MVDreamCheckpoint
+from .convert import load_strict
 
 VOCAB_MERGES = 49152 - 256 - 2
 
@@ -66,7 +67,7 @@ def build_text_encoder(checkpoint: MVDreamCheckpoint):
     # transformers 5 dropped the ``text_model.`` level that 4.x and the checkpoints have.
     if not any(key.startswith("text_model.") for key in model.state_dict()):
         weights = {key.removeprefix("text_model."): tensor for key, tensor in weights.items()}
-    model.load_state_dict(weights, strict=True, assign=True)
+    load_strict(model, weights, "text encoder", checkpoint.path)
     for name, _ in list(model.named_buffers()):
         if name.endswith("position_ids"):
             owner = model.get_submodule(name.rsplit(".", 1)[0])

@@ -224,6 +224,13 @@ class MotionModuleSet(nn.Module):
         """Builds the modules of a :class:`MotionModuleCheckpoint` and loads its weights (alignment: zero)."""
         modules = cls(checkpoint.channels, checkpoint.pe_length, checkpoint.version,
                       checkpoint.transformer_blocks, ops=ops, attention=attention)
+        expected = modules.state_dict()
+        for key, tensor in checkpoint.weights.items():
+            if key in expected and tensor.shape != expected[key].shape:
+                raise VividZooError(
+                    f"{checkpoint.path.name}: motion-module tensor {key} has shape {tuple(tensor.shape)}, "
+                    f"the AnimateDiff layout needs {tuple(expected[key].shape)}"
+                )
         missing, unexpected = modules.load_state_dict(checkpoint.weights, strict=False)
         not_loaded = [k for k in missing if k.rsplit(".", 2)[-2] not in ALIGNMENT_LAYERS]
         if not_loaded or unexpected:

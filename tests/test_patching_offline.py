@@ -1,0 +1,174 @@
+"""``nodes/patching.py`` without a ComfyUI server: the schedule mapping, the frame-major context
+windows and their weights, the checks before sampling, and the cameras fed to each call.
+
+ComfyUI's side is played by small stand-ins that follow its v0.12.1 code (named where used); the
+real-host tests in tests/comfyui run the same logic inside ComfyUI.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from test_sampling_math import BLENDED_OFFSETS
+
+from vividzoo_core.cameras import moving_orbit, orbit
+from vividzoo_core.schedules import ddim_scheduler
+
+
+@pytest.fixture(scope="module")
+def patching(fake_pack):
+    return fake_pack.patching
+
+
+def options(patching, cameras, max_frames=None, frames=None, handler=None) -> dict:
+    settings = patching.VideoSettings(cameras, max_frames, frames)
+    model_options = {"transformer_options": {patching.KEY: settings}}
+    if handler is not None:
+        model_options["context_handler"] = handler
+    return model_options
+
+
+# -- the beta schedule ------------------------------------------------------------------------------
+
+class ComfyDiscreteSampling:
+    """ComfyUI's ``ModelSamplingDiscrete`` schedule (comfy/model_sampling.py, make_beta_schedule in
+    comfy/ldm/modules/diffusionmodules/util.py): its ``linear`` is linear in sqrt(beta),
+    ``sqrt_linear`` linear in beta; sigma = sqrt((1 - alpha_bar) / alpha_bar)."""
+
+    def __init__(self, model_config) -> None:
+        settings = model_config.sampling_settings
+        start, end = settings["linear_start"], settings["linear_end"]
+        betas = {
+            "linear": torch.linspace(start**0.5, end**0.5, 1000, dtype=torch.float64) ** 2,
+            "sqrt_linear": torch.linspace(start, end, 1000, dtype=torch.float64),
+        }[settings["beta_schedule"]]
+        alpha_bar = torch.cumprod(1 - betas, 0)
+        self.sigmas = ((1 - alpha_bar) / alpha_bar).sqrt()
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear"])
+def test_comfyui_schedule_gives_the_standalone_sigmas(patching, monkeypatch, schedule):
+    monkeypatch.setattr(sys.modules["comfy.model_sampling"], "ModelSamplingDiscrete", ComfyDiscreteSampling)
+    monkeypatch.setattr(sys.modules["comfy.model_sampling"], "EPS", type("EPS", (), {}))
+    sampling = patching.beta_schedule_sampling(schedule)
+    alpha_bar = ddim_scheduler(schedule).alphas_cumprod.double()  # diffusers keeps float32
+    torch.testing.assert_close(sampling.sigmas, ((1 - alpha_bar) / alpha_bar).sqrt(), atol=0, rtol=5e-5)
+    with pytest.raises(ValueError, match="unknown beta schedule"):
+        patching.beta_schedule_sampling("sqrt_linear")
+
+
+# -- context windows: frame-major schedule and pyramid weights -----------------------------------------
+
+@pytest.fixture
+def comfy_context_windows(monkeypatch):
+    """Records what add_context_windows hands to ComfyUI's context-window classes."""
+    module = sys.modules["comfy.context_windows"]
+    wrapped = []
+    monkeypatch.setattr(module, "IndexListContextHandler", lambda *args, **kwargs: SimpleNamespace(
+        context_schedule=args[0], fuse_method=args[1], **kwargs))
+    monkeypatch.setattr(module, "ContextSchedule", lambda name, func: SimpleNamespace(name=name, func=func))
+    monkeypatch.setattr(module, "ContextFuseMethod", lambda name, func: SimpleNamespace(name=name, func=func))
+    monkeypatch.setattr(module, "create_prepare_sampling_wrapper", wrapped.append)
+    return wrapped
+
+
+def comfy_blend(handler, model_options, x, predict):
+    """ComfyUI's IndexListContextHandler.execute for one cond: sum of weighted window outputs / sum of weights."""
+    total, counts = torch.zeros_like(x), torch.zeros(x.shape[0])
+    for window in handler.context_schedule.func(x.shape[0], handler, model_options):
+        weights = torch.tensor(handler.fuse_method.func(len(window), full_length=x.shape[0], idxs=window))
+        total[window] += predict(x[window], window) * weights.view(-1, *[1] * (x.dim() - 1))
+        counts[window] += weights
+    return total / counts.view(-1, *[1] * (x.dim() - 1))
+
+
+def test_comfyui_windows_are_whole_frames_with_pyramid_weights(patching, comfy_context_windows):
+    views = 3
+    model = SimpleNamespace(model_options=options(patching, orbit(views)))
+    patching.add_context_windows(model, views, window_frames=4, overlap_frames=2)
+    handler = model.model_options["context_handler"]
+    assert comfy_context_windows == [model]
+    assert (handler.context_length, handler.context_overlap, handler.dim) == (4 * views, 2 * views, 0)
+    windows = handler.context_schedule.func(6 * views, handler, model.model_options)
+    assert windows == [[f * views + v for f in frames for v in range(views)] for frames in ([0, 1, 2, 3], [2, 3, 4, 5])]
+    assert handler.fuse_method.func(4 * views) == [1.0] * 3 + [2.0] * 6 + [1.0] * 3
+
+    x = torch.randn(6 * views, 2, 2)
+    blended = comfy_blend(handler, model.model_options, x, lambda part, window: part**2 + window[0] // views)
+    offsets = torch.tensor(BLENDED_OFFSETS).repeat_interleave(views)
+    torch.testing.assert_close(blended, x**2 + offsets.view(-1, 1, 1))
+
+
+def test_overlap_is_kept_below_the_window(patching, comfy_context_windows):
+    model = SimpleNamespace(model_options=options(patching, orbit(2)))
+    handler = patching.add_context_windows(model, 2, window_frames=4, overlap_frames=9).model_options["context_handler"]
+    assert (handler.context_length, handler.context_overlap) == (8, 6)
+
+
+# -- checks before sampling ---------------------------------------------------------------------------
+
+def test_check_video_counts_frames_and_refuses_what_does_not_fit(patching):
+    cameras = orbit(4)
+    assert patching.check_video(options(patching, cameras, max_frames=3), 12) == 3
+    with pytest.raises(ValueError, match="10 images, not a whole number of frames of 4 views"):
+        patching.check_video(options(patching, cameras), 10)
+    with pytest.raises(ValueError, match="3 frames is more than the motion module sees at once \\(at most 2\\)"):
+        patching.check_video(options(patching, cameras, max_frames=2), 12)
+    fitting = SimpleNamespace(context_length=2 * 4)
+    assert patching.check_video(options(patching, cameras, max_frames=2, handler=fitting), 12) == 3
+    too_long = SimpleNamespace(context_length=3 * 4)
+    with pytest.raises(ValueError, match="context windows of 3 frames are longer than the motion module's limit of 2"):
+        patching.check_video(options(patching, cameras, max_frames=2, handler=too_long), 16)
+    with pytest.raises(ValueError, match="trajectory has 5 frames but the video has 3"):
+        patching.check_video(options(patching, moving_orbit(4, 5)), 12)
+
+
+def test_a_run_records_its_frame_count(patching):
+    model_options = options(patching, orbit(2), max_frames=8)
+    calls = []
+
+    def executor(noise, latent_image, *args):
+        calls.append(model_options["transformer_options"][patching.KEY].frames)
+        return "sampled"
+
+    executor.class_obj = SimpleNamespace(model_options=model_options)
+    assert patching._check_and_record_run(executor, torch.zeros(10, 4, 2, 2), None) == "sampled"
+    assert calls == [5]
+
+
+# -- cameras and layout for each model call -----------------------------------------------------------
+
+def call_with_cameras(patching, transformer_options: dict, batch: int):
+    seen = {}
+
+    def executor(x, timesteps, context, y, control, options):
+        seen.update(y=y, layout=options[patching.LAYOUT_KEY])
+
+    patching._with_layout_and_cameras(executor, torch.zeros(batch, 4, 2, 2), None, None, None, None, transformer_options)
+    return seen["y"], seen["layout"]
+
+
+def test_every_copy_of_the_batch_gets_the_cameras_of_its_frames(patching):
+    views, frames = 2, 4
+    rig = moving_orbit(views, frames, turn=90)
+    embedding = rig.embedding_input()
+    recorded = {patching.KEY: patching.VideoSettings(rig, 8, frames)}
+    # cond and uncond in one call: two copies of the whole video
+    y, layout = call_with_cameras(patching, recorded, 2 * views * frames)
+    assert (layout.views, layout.frames) == (views, frames)
+    torch.testing.assert_close(y, torch.cat([embedding, embedding]))
+    # one context window over frames 1 and 2, two copies
+    window = SimpleNamespace(index_list=[2, 3, 4, 5])
+    y, layout = call_with_cameras(patching, {**recorded, "context_window": window}, 2 * views * 2)
+    assert (layout.views, layout.frames) == (views, 2)
+    torch.testing.assert_close(y, embedding[[2, 3, 4, 5, 2, 3, 4, 5]])
+    with pytest.raises(ValueError, match="cut through the views of a frame"):
+        call_with_cameras(patching, {**recorded, "context_window": SimpleNamespace(index_list=[1, 2, 3])}, 3)
+    # before a run has recorded its frames: copies from cond_or_uncond
+    unrecorded = {patching.KEY: patching.VideoSettings(orbit(views)), "cond_or_uncond": [1, 0]}
+    y, layout = call_with_cameras(patching, unrecorded, 2 * views * 3)
+    assert (layout.views, layout.frames) == (views, 3)
+    torch.testing.assert_close(y, orbit(views).embedding_input().repeat(6, 1))
