@@ -126,17 +126,34 @@ def test_check_video_counts_frames_and_refuses_what_does_not_fit(patching):
         patching.check_video(options(patching, moving_orbit(4, 5)), 12)
 
 
-def test_a_run_records_its_frame_count(patching):
-    model_options = options(patching, orbit(2), max_frames=8)
+def sampling_run(patching, monkeypatch, model_options: dict, free_bytes: float):
+    """The OUTER_SAMPLE executor of a run on a model with ``free_bytes`` of free device memory."""
     calls = []
 
     def executor(noise, latent_image, *args):
         calls.append(model_options["transformer_options"][patching.KEY].frames)
         return "sampled"
 
-    executor.class_obj = SimpleNamespace(model_options=model_options)
+    model = SimpleNamespace(get_dtype=lambda: torch.float16, manual_cast_dtype=None)
+    patcher = SimpleNamespace(model_options=model_options, load_device="cpu", model=model)
+    executor.class_obj = SimpleNamespace(model_options=model_options, model_patcher=patcher)
+    monkeypatch.setattr(patching, "mm", SimpleNamespace(get_free_memory=lambda device: free_bytes))
+    return executor, calls
+
+
+def test_a_run_records_its_frame_count(patching, monkeypatch):
+    model_options = options(patching, orbit(2), max_frames=8)
+    executor, calls = sampling_run(patching, monkeypatch, model_options, free_bytes=64 * 1024**3)
     assert patching._check_and_record_run(executor, torch.zeros(10, 4, 2, 2), None) == "sampled"
     assert calls == [5]
+
+
+def test_a_run_that_cannot_fit_is_refused_before_sampling(patching, monkeypatch):
+    model_options = options(patching, orbit(4), max_frames=32)
+    executor, calls = sampling_run(patching, monkeypatch, model_options, free_bytes=1024**3)
+    with pytest.raises(ValueError, match=r"4 views x 16 frames x 512x512 px needs at least about .* on cpu .* only 1.0 GB is free"):
+        patching._check_and_record_run(executor, torch.zeros(4 * 16, 4, 64, 64), None)
+    assert calls == []
 
 
 # -- cameras and layout for each model call -----------------------------------------------------------
