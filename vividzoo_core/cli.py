@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .cli_options import existing_dir
 from .errors import VividZooError
 
 DEMO_PROMPT = "a corgi dog running, 3d asset"
@@ -66,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
 
     weights = commands.add_parser("make-test-weights", help="write random-weight files in the real formats")
-    weights.add_argument("directory", type=Path)
+    destination = weights.add_mutually_exclusive_group(required=True)
+    destination.add_argument("directory", type=Path, nargs="?")
+    destination.add_argument("--comfyui-models", type=existing_dir, metavar="MODELS_DIR",
+                             help="ComfyUI's models folder: write TEST-RANDOM-* files into its vividzoo/ and "
+                                  "animatediff_models/ folders, to try the nodes and workflows without real weights")
     weights.add_argument("--full-size", action="store_true", help="real shapes (several GB) instead of tiny ones")
     from .data.cli import add_dataset_commands
     from .training.cli import add_training_commands
@@ -149,9 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "inspect":
             return _inspect(args.path, args.json)
         elif args.command == "make-test-weights":
-            from .synthetic_weights import write_test_weights
+            from .synthetic_weights import install_comfyui_test_weights, write_test_weights
 
-            write_test_weights(args.directory, full_size=args.full_size, log=print)
+            if args.comfyui_models:
+                install_comfyui_test_weights(args.comfyui_models, full_size=args.full_size, log=print)
+            else:
+                write_test_weights(args.directory, full_size=args.full_size, log=print)
         else:
             return args.handler(args)
     except VividZooError as error:
