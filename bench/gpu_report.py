@@ -40,7 +40,7 @@ from vividzoo_core.cameras import orbit  # noqa: E402
 from vividzoo_core.cli_options import existing_dir, positive_int  # noqa: E402
 from vividzoo_core.data.toy import make_toy_dataset  # noqa: E402
 from vividzoo_core.diffusers_host import decode_latents, quiet_diffusers  # noqa: E402
-from vividzoo_core.memory import GB, estimate_gb  # noqa: E402
+from vividzoo_core.memory import GB, describe_estimate  # noqa: E402
 from vividzoo_core.pipeline import GenerationSettings, VividZooPipeline  # noqa: E402
 from vividzoo_core.synthetic_weights import RandomWeights, write_test_weights  # noqa: E402
 from vividzoo_core.training.config import config_from_dict  # noqa: E402
@@ -122,11 +122,6 @@ class Device:
         return f"CPU ({platform.processor() or platform.machine()})"
 
 
-def estimate(shape: Shape) -> str:
-    low, high = estimate_gb(shape.views, shape.frames, shape.size, shape.size)
-    return f"{low:.1f} to {high:.1f}"
-
-
 def sample_row(path: str, precision: str, plan: Plan, denoise: Callable[[GenerationSettings], object],
                decode: Callable[[object], object], device: Device) -> Row:
     """One sample (denoising then decoding) after a short warm-up, timed in two parts."""
@@ -136,8 +131,10 @@ def sample_row(path: str, precision: str, plan: Plan, denoise: Callable[[Generat
     latents, denoise_seconds = device.timed(lambda: denoise(settings))
     _, decode_seconds = device.timed(lambda: decode(latents))
     total = denoise_seconds + decode_seconds
-    return Row("one sample", f"{plan.paper}, {plan.steps} DDIM steps, CFG {CFG}", precision, path,
-               f"{total:.2f} s/sample", device.peak_gb(), estimate(plan.paper), f"{decode_seconds / total:.0%}")
+    shape = plan.paper
+    memory = describe_estimate(shape.views, shape.frames, shape.size, shape.size)
+    return Row("one sample", f"{shape}, {plan.steps} DDIM steps, CFG {CFG}", precision, path, f"{total:.2f} s/sample",
+               device.peak_gb(), memory, f"{decode_seconds / total:.0%}")
 
 
 def standalone_rows(files: RandomWeights, precision: str, plan: Plan, device: Device, with_ratio: bool) -> list[Row]:
@@ -226,7 +223,7 @@ def training_row(files: RandomWeights, folder: Path, plan: Plan, device: Device)
 
 
 def markdown(rows: list[Row], header: str) -> str:
-    columns = ("measured", "shape", "precision", "path", "result", "peak memory (GB)", "estimate (GB)",
+    columns = ("measured", "shape", "precision", "path", "result", "peak memory (GB)", "memory estimate",
                "VAE decode share")
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for row in rows:

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from vividzoo_core.memory import estimate_gb
+from vividzoo_core.memory import describe_estimate
 
 REPORT = Path(__file__).resolve().parents[1] / "bench" / "gpu_report.py"
 
@@ -32,11 +32,10 @@ def test_tiny_cpu_report_has_every_row(tmp_path):
         ("one sample", "fp32", "standalone"), ("step-time ratio", "fp32", "standalone"),
         ("one sample", "bf16", "standalone"), ("training", "bf16", "trainer"),
     ]
-    low, high = estimate_gb(4, 2, 64, 64)
     for row in (rows[0], rows[2]):
         assert row[1] == "4 views x 2 frames x 64 px, 1 DDIM steps, CFG 7.5"
         assert float(row[4].removesuffix(" s/sample")) > 0
-        assert row[6] == f"{low:.1f} to {high:.1f}"
+        assert row[6] == describe_estimate(4, 2, 64, 64)
         assert 0 < int(row[7].removesuffix("%")) < 100
         assert row[5] == "-"  # no peak memory reading on the CPU
     ratio, wide, paper = map(float, re.fullmatch(r"([\d.]+) \(([\d.]+) / ([\d.]+) s/step\)", rows[1][4]).groups())

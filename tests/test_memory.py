@@ -11,7 +11,8 @@ from vividzoo_core.diffusers_host import VividZooUNet
 from vividzoo_core.diffusers_host.unet import unet_config
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.memory import (
-    ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16, WEIGHT_BYTES_FP16, LiveTensorBytes, estimate_gb, flash_attention_model,
+    ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16, WEIGHT_BYTES_FP16, LiveTensorBytes, describe_estimate, estimate_gb,
+    flash_attention_model,
 )
 from vividzoo_core.network import MotionModuleSet
 from vividzoo_core.synthetic_weights import FULL_SD15
@@ -49,3 +50,11 @@ def test_formula_matches_a_trace_of_the_full_size_network(views, frames, size):
 
 def test_the_papers_setting_fits_in_10_gb_by_estimate():
     assert estimate_gb(4, 16, 256, 256)[1] < 10
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_the_described_range_has_two_different_ends(size):
+    low, high = estimate_gb(1, 1, size, size)
+    text = describe_estimate(1, 1, size, size)
+    assert text == f"{low:.1f} to {high:.1f} GB"
+    assert text.split(" to ")[0] != text.split(" to ")[1].removesuffix(" GB")  # never "about 4-4 GB"

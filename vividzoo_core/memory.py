@@ -83,3 +83,9 @@ def estimate_gb(views: int, frames: int, width: int, height: int, bytes_per_valu
     tensors = scale * (WEIGHT_BYTES_FP16 + ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16 * batch * (width // 8) * (height // 8))
     low, high = ((tensors * factor + CUDA_CONTEXT_BYTES) / GB for factor in OVERHEAD)
     return low, high
+
+
+def describe_estimate(views: int, frames: int, width: int, height: int, bytes_per_value: int = 2) -> str:
+    """:func:`estimate_gb` as text, ``"6.1 to 7.5 GB"``: one decimal, so a narrow range never reads "4-4 GB"."""
+    low, high = estimate_gb(views, frames, width, height, bytes_per_value)
+    return f"{low:.1f} to {high:.1f} GB"
