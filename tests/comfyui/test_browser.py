@@ -34,9 +34,8 @@ PROBLEMS = """() => {
 LOAD = "async ([wf, models]) => { await app.loadGraphData(wf, true, true, null, {showMissingNodesDialog: false, showMissingModelsDialog: models}); }"
 
 
-@contextmanager
-def frontend(server: ComfyServer):
-    """ComfyUI's frontend from ``server`` in headless Chromium, ready to load workflows."""
+@pytest.fixture(scope="module")
+def chromium():
     playwright = pytest.importorskip("playwright.sync_api", reason="browser test SKIPPED: pip install playwright")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"browser test SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium, or set VIVIDZOO_CHROMIUM)")
@@ -44,11 +43,20 @@ def frontend(server: ComfyServer):
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1920, "height": 1080})
+        yield browser
+        browser.close()
+
+
+@contextmanager
+def frontend(chromium, server: ComfyServer) -> Iterator:
+    """ComfyUI's frontend from ``server`` in a new page, ready to load workflows."""
+    page = chromium.new_page(viewport={"width": 1920, "height": 1080})
+    try:
         page.goto(server.url)
         page.wait_for_function(READY, timeout=60_000)
         yield page
-        browser.close()
+    finally:
+        page.close()
 
 
 def screenshot(page, name: str, default: Path) -> Path:
@@ -60,8 +68,8 @@ def screenshot(page, name: str, default: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(comfy_server) -> Iterator:
-    with frontend(comfy_server) as page:
+def page(chromium, comfy_server) -> Iterator:
+    with frontend(chromium, comfy_server) as page:
         yield page
 
 
@@ -75,8 +83,8 @@ def test_workflow_loads_with_no_missing_nodes(page, path, tmp_path):
     assert screenshot(page, path.stem, tmp_path).stat().st_size > 20_000  # a rendered graph, not a blank page
 
 
-def test_missing_models_dialog_names_files_and_folders(empty_comfy_server, tmp_path):
-    with frontend(empty_comfy_server) as page:
+def test_missing_models_dialog_names_files_and_folders(chromium, empty_comfy_server, tmp_path):
+    with frontend(chromium, empty_comfy_server) as page:
         page.evaluate(LOAD, [load(WORKFLOWS / "vividzoo_text_to_multiview_video.json"), True])
         dialog = page.locator(".comfy-missing-models")
         dialog.wait_for(timeout=30_000)
