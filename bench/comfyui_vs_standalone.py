@@ -12,14 +12,12 @@ Run with ComfyUI's Python (it imports ComfyUI headless, on the CPU unless --gpu)
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from comfyui_session import start_comfyui
 
 
 def main() -> None:
@@ -37,20 +35,11 @@ def main() -> None:
                              "which ComfyUI uses on NVIDIA GPUs and the standalone pipeline uses everywhere")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(args.comfyui))
-    from comfy.cli_args import args as comfy_args
-
-    comfy_args.cpu = not args.gpu
-    comfy_args.use_pytorch_cross_attention = not args.comfyui_cpu_attention
+    start_comfyui(args.comfyui, gpu=args.gpu, pytorch_attention=not args.comfyui_cpu_attention)
     import comfy.sample
     import folder_paths
     import torch
 
-    spec = importlib.util.spec_from_file_location("vividzoo_pack", REPO / "__init__.py",
-                                                  submodule_search_locations=[str(REPO)])
-    pack = importlib.util.module_from_spec(spec)
-    sys.modules["vividzoo_pack"] = pack
-    spec.loader.exec_module(pack)
     from vividzoo_pack.nodes.loaders import MotionModuleLoader
     from vividzoo_pack.nodes.mvdream_model import load_mvdream_model
     from vividzoo_pack.nodes.patching import patch_vividzoo

@@ -10,7 +10,7 @@ from comfy_api.latest import io
 
 from ..vividzoo_core.checkpoints.motion import POSITION_ENCODING_LENGTHS
 from ..vividzoo_core.layout import VideoLayout
-from ..vividzoo_core.memory import estimate_gb
+from ..vividzoo_core.memory import describe_estimate
 
 
 class EmptyMultiViewVideoLatent(io.ComfyNode):
@@ -22,7 +22,7 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
             category="VividZoo/latent",
             description="An empty latent batch of views x frames images, in the pack's order: frame by frame, the "
                         "views of a frame side by side (image f * views + v). The paper's setting is 4 views x 16 "
-                        "frames x 256 px (about 6-8 GB of GPU memory in fp16); memory grows with views x frames "
+                        "frames x 256 px (about 6.1 to 7.5 GB of GPU memory in fp16); memory grows with views x frames "
                         "(per context window) x width x height, and the 'info' output estimates it.",
             inputs=[
                 io.Int.Input("views", default=4, min=1, max=16, tooltip="Camera views; must match the cameras."),
@@ -43,9 +43,8 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
         samples = torch.zeros([layout.images, 4, height // 8, width // 8],
                               device=comfy.model_management.intermediate_device())
         window = POSITION_ENCODING_LENGTHS["v2"]  # frames denoised at once with the paper's motion module
-        low, high = estimate_gb(views, min(frames, window), width, height)
         info = (f"{views} views x {frames} frames = {layout.images} images of {width}x{height}; sampling needs about "
-                f"{low:.0f}-{high:.0f} GB of GPU memory in fp16 (estimate"
+                f"{describe_estimate(views, min(frames, window), width, height)} of GPU memory in fp16 (estimate"
                 f"{f'; {window}-frame context windows' if frames > window else ''})")
         logging.info("Vivid-ZOO: %s", info)
         return io.NodeOutput({"samples": samples}, info)

@@ -15,8 +15,8 @@ from vividzoo_core.diffusers_host import VividZooUNet
 from vividzoo_core.diffusers_host.unet import unet_config
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.memory import (
-    ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16, WEIGHT_BYTES_FP16, LiveTensorBytes, check_fits, estimate_gb,
-    flash_attention_model,
+    ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16, WEIGHT_BYTES_FP16, LiveTensorBytes, check_fits, describe_estimate,
+    estimate_gb, flash_attention_model,
 )
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.network import MotionModuleSet
@@ -107,3 +107,11 @@ def test_the_cli_refuses_before_sampling(weights, tmp_path, monkeypatch, capsys)
     assert code == 2 and error.startswith("error: 4 views x 16 frames x 512x512 px needs at least about")
     assert "only 2.0 GB is free" in error and "Traceback" not in captured.err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_the_described_range_has_two_different_ends(size):
+    low, high = estimate_gb(1, 1, size, size)
+    text = describe_estimate(1, 1, size, size)
+    assert text == f"{low:.1f} to {high:.1f} GB"
+    assert text.split(" to ")[0] != text.split(" to ")[1].removesuffix(" GB")  # never "about 4-4 GB"

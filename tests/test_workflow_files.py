@@ -12,6 +12,15 @@ EXPECTED = {
     "vividzoo_text_to_multiview_video", "vividzoo_multiview_video_upscaled", "vividzoo_long_video_context_windows",
     "vividzoo_training_free_vs_aligned", "vividzoo_turntable_orbit",
 }
+# What the frontend's missing-models dialog lists (the README's download table): name, address, folder.
+DOWNLOADS = {
+    "VividZoo_MVDreamCheckpointLoader": {
+        "name": "sd-v1.5-4view.pt", "directory": "vividzoo",
+        "url": "https://huggingface.co/MVDream/MVDream/resolve/main/sd-v1.5-4view.pt?download=true"},
+    "VividZoo_MotionModuleLoader": {
+        "name": "mm_sd_v15_v2.ckpt", "directory": "animatediff_models",
+        "url": "https://huggingface.co/guoyww/animatediff/resolve/main/mm_sd_v15_v2.ckpt?download=true"},
+}
 
 
 def test_the_five_workflows_ship_with_thumbnails_and_api_copies():
@@ -27,6 +36,16 @@ def test_nodes_exist_and_widget_values_fit(path):
     for node in workflow["nodes"]:
         assert node["type"] in SCHEMAS, f"{path.name}: node type {node['type']} would be missing"
         assert not widget_problems(node, SCHEMAS[node["type"]]), widget_problems(node, SCHEMAS[node["type"]])
+
+
+@pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)
+def test_loaders_carry_the_download_of_their_selected_file(path):
+    loaders = [node for node in load(path)["nodes"] if node["type"] in DOWNLOADS]
+    assert len(loaders) == len(DOWNLOADS)
+    for node in loaders:
+        expected = DOWNLOADS[node["type"]]
+        assert node["properties"]["models"] == [expected]
+        assert node["widgets_values"][0] == expected["name"]  # the frontend lists only the selected file
 
 
 @pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)

@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .cli_options import (any_float, camera_file, device, existing_file, float_range, int_range, non_negative_int,
-                          output_dir, positive_int, seed)
+from .cli_options import (
+    any_float, camera_file, device, existing_dir, existing_file, float_range, int_range, non_negative_int,
+    output_dir, positive_int, seed,
+)
 from .errors import VividZooError
 from .evaluation.prompts import read_prompts
 
@@ -74,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
 
     weights = commands.add_parser("make-test-weights", help="write random-weight files in the real formats")
-    weights.add_argument("directory", type=output_dir)
+    destination = weights.add_mutually_exclusive_group(required=True)
+    destination.add_argument("directory", type=output_dir, nargs="?")
+    destination.add_argument("--comfyui-models", type=existing_dir, metavar="MODELS_DIR",
+                             help="ComfyUI's models folder: write TEST-RANDOM-* files into its vividzoo/ and "
+                                  "animatediff_models/ folders, to try the nodes and workflows without real weights")
     weights.add_argument("--full-size", action="store_true", help="real shapes (several GB) instead of tiny ones")
     from .data.cli import add_dataset_commands
     from .evaluation.cli import add_evaluation_commands
@@ -159,9 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "inspect":
             return _inspect(args.path, args.json)
         elif args.command == "make-test-weights":
-            from .synthetic_weights import write_test_weights
+            from .synthetic_weights import install_comfyui_test_weights, write_test_weights
 
-            write_test_weights(args.directory, full_size=args.full_size, log=print)
+            if args.comfyui_models:
+                install_comfyui_test_weights(args.comfyui_models, full_size=args.full_size, log=print)
+            else:
+                write_test_weights(args.directory, full_size=args.full_size, log=print)
         else:
             return args.handler(args)
     except VividZooError as error:

@@ -149,3 +149,9 @@ def check_fits(views: int, frames: int, width: int, height: int, bytes_per_value
         f"{views} views x {frames} frames x {width}x{height} px needs at least about {needed / GB:.1f} GB "
         f"{where} (estimate), but only {available / GB:.1f} GB is free; fits: {advice}"
     )
+
+
+def describe_estimate(views: int, frames: int, width: int, height: int, bytes_per_value: int = 2) -> str:
+    """:func:`estimate_gb` as text, ``"6.1 to 7.5 GB"``: one decimal, so a narrow range never reads "4-4 GB"."""
+    low, high = estimate_gb(views, frames, width, height, bytes_per_value)
+    return f"{low:.1f} to {high:.1f} GB"

@@ -9,6 +9,8 @@ attention on 3 levels, 21 motion modules) at small widths; ``full`` has the real
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -383,8 +385,33 @@ def write_test_weights(directory: str | Path, full_size: bool = False, dtype: to
     return RandomWeights(mvdream, motion, alignment_path, sd21, unet_only)
 
 
+# Where ComfyUI looks for each kind of file (folders under ComfyUI/models).
+COMFYUI_FOLDERS = {"mvdream": "vividzoo", "motion": "animatediff_models", "alignment": "vividzoo"}
+TEST_PREFIX = "TEST-RANDOM-"  # random weights must never pass for real ones in a loader's file list
+
+
+def install_comfyui_test_weights(models: str | Path, full_size: bool = False,
+                                 log: Callable[[str], None] = lambda message: None) -> dict[str, Path]:
+    """Random-weight MVDream, motion-module (v1, v2, v3) and alignment files in ComfyUI's model folders.
+
+    Every name starts with ``TEST-RANDOM-``; returns the paths by kind (``mvdream``, ``motion_v2``, ...).
+    """
+    models = Path(models)
+    with tempfile.TemporaryDirectory() as scratch:
+        files = write_test_weights(scratch, full_size=full_size)
+        sources = {"mvdream": files.mvdream, "alignment": files.alignment,
+                   **{f"motion_{version}": path for version, path in files.motion.items()}}
+        installed = {}
+        for kind, source in sources.items():
+            folder = models / COMFYUI_FOLDERS[kind.split("_")[0]]
+            folder.mkdir(parents=True, exist_ok=True)
+            installed[kind] = Path(shutil.move(source, folder / (TEST_PREFIX + source.name)))
+            log(f"wrote {installed[kind]}")
+    return installed
+
+
 __all__ = [
-    "FULL_SD15", "TINY_SD15", "TINY_SD21", "ModelSizes", "RandomWeights", "alignment_state_dict", "clip_text_spec",
+    "COMFYUI_FOLDERS", "FULL_SD15", "TEST_PREFIX", "TINY_SD15", "TINY_SD21", "ModelSizes", "RandomWeights", "alignment_state_dict", "clip_text_spec",
     "motion_module_spec", "motion_state_dict", "mvdream_state_dict", "mvdream_unet_spec", "open_clip_text_spec",
-    "parameter_count", "vae_spec", "write_test_weights",
+    "install_comfyui_test_weights", "parameter_count", "vae_spec", "write_test_weights",
 ]

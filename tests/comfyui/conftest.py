@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 import urllib.error
+from typing import Iterator
 
 import pytest
 from comfyui_harness import (
@@ -27,13 +28,11 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_sep("!", SKIP_REASON, yellow=True, bold=True)
 
 
-@pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory) -> ComfyServer:
+def start_server(base) -> Iterator[ComfyServer]:
+    """A headless ComfyUI on the CPU with ``base`` as its base directory (this pack linked in)."""
     root = comfyui_dir()
-    base = tmp_path_factory.mktemp("comfy_base")
     (base / "custom_nodes").mkdir()
     (base / "custom_nodes" / PACK_NAME).symlink_to(REPO, target_is_directory=True)
-    write_weights(base, tmp_path_factory.mktemp("weights"))
     settings = base / "user" / "default"
     settings.mkdir(parents=True)
     (settings / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
@@ -64,3 +63,18 @@ def comfy_server(tmp_path_factory) -> ComfyServer:
         process.kill()
 
 
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory) -> Iterator[ComfyServer]:
+    """Random tiny weights under the real file names the shipped workflows use."""
+    base = tmp_path_factory.mktemp("comfy_base")
+    write_weights(base, tmp_path_factory.mktemp("weights"))
+    yield from start_server(base)
+
+
+@pytest.fixture(scope="module")
+def empty_comfy_server(tmp_path_factory) -> Iterator[ComfyServer]:
+    """A first-hour user's ComfyUI: the pack installed, its model folders made and empty."""
+    base = tmp_path_factory.mktemp("comfy_base_empty")
+    for folder in ("vividzoo", "animatediff_models", "checkpoints"):
+        (base / "models" / folder).mkdir(parents=True)
+    yield from start_server(base)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from urllib.parse import parse_qs, urlparse
 
 import av
 import pytest
-from comfyui_harness import comfy_run
-from workflow_schema import SNAPSHOT, load, normalise, shipped_workflows, widgets
+from comfyui_harness import REPO, comfy_run
+from workflow_schema import SNAPSHOT, WORKFLOWS, load, normalise, shipped_workflows, widgets
 
 LIMIT_FRAMES = 32  # AnimateDiff v2's position encoding
 
@@ -55,10 +56,8 @@ def small_copy(workflow: dict, schema: dict) -> dict:
     return workflow
 
 
-@pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)
-def test_shipped_workflow_runs_with_comfy_cli(comfy_server, tmp_path, path):
-    schema = comfy_server.get("/object_info")
-    workflow = small_copy(load(path), schema)
+def run_small_copy(comfy_server, tmp_path, path, workflow):
+    """Runs ``workflow`` (a small copy of ``path``) with comfy-cli; checks its videos have every frame."""
     frames = next(n["widgets_values"][1] for n in workflow["nodes"] if n["type"] == "VividZoo_EmptyMultiViewVideoLatent")
     copy = tmp_path / path.name
     copy.write_text(json.dumps(workflow))
@@ -72,3 +71,27 @@ def test_shipped_workflow_runs_with_comfy_cli(comfy_server, tmp_path, path):
     for preview in previews:
         with av.open(str(preview).replace("_.webp", "_grid.mp4")) as container:
             assert sum(1 for _ in container.decode(video=0)) == frames
+
+
+@pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)
+def test_shipped_workflow_runs_with_comfy_cli(comfy_server, tmp_path, path):
+    run_small_copy(comfy_server, tmp_path, path, small_copy(load(path), comfy_server.get("/object_info")))
+
+
+def test_test_weights_made_with_comfyuis_python_run_a_workflow(comfy_server, tmp_path):
+    """The README's way to try the nodes without real weights: make-test-weights run by ComfyUI's Python."""
+    result = subprocess.run(
+        [comfy_server.python, "-m", "vividzoo_core.cli", "make-test-weights", "--comfyui-models",
+         str(comfy_server.base / "models")], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    chosen = {"VividZoo_MVDreamCheckpointLoader": "vividzoo/TEST-RANDOM-mvdream_sd15_tiny_random.pt",
+              "VividZoo_MotionModuleLoader": "animatediff_models/TEST-RANDOM-mm_v2_tiny_random.ckpt",
+              "VividZoo_AlignmentLoader": "vividzoo/TEST-RANDOM-alignment_v2_tiny_random.safetensors"}
+    for file in chosen.values():
+        assert f"wrote {comfy_server.base / 'models' / file}" in result.stdout
+    path = WORKFLOWS / "vividzoo_text_to_multiview_video.json"
+    workflow = small_copy(load(path), comfy_server.get("/object_info"))
+    for node in workflow["nodes"]:
+        if node["type"] in chosen:
+            node["widgets_values"][0] = chosen[node["type"]].split("/")[1]
+    run_small_copy(comfy_server, tmp_path, path, workflow)
