@@ -179,8 +179,11 @@ def test_partial_checkpoints_are_ignored(tmp_path):
 
 
 def _start_training(config: Path) -> subprocess.Popen:
+    # Ctrl-C reaches the trainer as in a terminal even when the tests run as a background job, which
+    # starts them with SIGINT ignored (and an ignored signal stays ignored across exec).
     return subprocess.Popen([sys.executable, "-m", "vividzoo_core.cli", "train", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_checkpoint(output: Path, process: subprocess.Popen) -> None:
