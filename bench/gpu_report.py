@@ -162,7 +162,7 @@ def shape_ratio_row(pipe: VividZooPipeline, precision: str, plan: Plan, device: 
                 times[shape].append(seconds / plan.ratio_steps)
     paper, wide = (statistics.median(times[shape]) for shape in shapes)
     return Row("step-time ratio", f"{plan.wide} / {plan.paper}", precision, "standalone",
-               f"{wide / paper:.2f} ({wide:.3f} / {paper:.3f} s/step)")
+               f"{wide / paper:.2f} ({wide:.4g} / {paper:.4g} s/step)")
 
 
 def comfyui_rows(comfyui: Path, files: RandomWeights, precisions: list[str], plan: Plan, device: Device) -> list[Row]:
@@ -219,7 +219,7 @@ def training_row(files: RandomWeights, folder: Path, plan: Plan, device: Device)
     times = [device.timed(lambda: trainer.train_step(batch, step))[1] for step in range(1, plan.train_steps + 1)]
     seconds = statistics.median(times)
     return Row("training", f"{shape}, batch 1, gradient checkpointing", "bf16", "trainer",
-               f"{1 / seconds:.2f} samples/s ({seconds:.2f} s/step)", device.peak_gb())
+               f"{1 / seconds:.3g} samples/s ({seconds:.4g} s/step)", device.peak_gb())
 
 
 def markdown(rows: list[Row], header: str) -> str:

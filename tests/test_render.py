@@ -221,7 +221,7 @@ def test_duplicate_names_and_bad_options_are_clear_errors(tmp_path: Path, capsys
         (tmp_path / folder / "same.glb").touch()
     with pytest.raises(SystemExit) as exit_info:
         main(["dataset", "render", str(tmp_path), "--out", str(tmp_path / "o"), "--shard", "3/3"])
-    assert exit_info.value.code == 2 and "I between 0 and N-1" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "'3/3' is not a shard; use I/N with 0 <= I < N" in capsys.readouterr().err
     if HAVE_BPY:
         assert main(["dataset", "render", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
         assert "two assets share the name 'same'" in capsys.readouterr().err

@@ -157,9 +157,9 @@ def shard(text: str) -> tuple[int, int]:
     try:
         index_value, count_value = int(index), int(count)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not I/N (e.g. 0/8: the first of 8 parts)") from None
-    if count_value < 1 or not 0 <= index_value < count_value:
-        raise argparse.ArgumentTypeError(f"{text!r}: N must be at least 1 and I between 0 and N-1")
+        index_value = count_value = 0
+    if not 0 <= index_value < count_value:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shard; use I/N with 0 <= I < N, e.g. 0/8")
     return index_value, count_value
 
 

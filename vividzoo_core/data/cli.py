@@ -116,8 +116,8 @@ def _render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .render.batch import BatchSummary, find_assets, load_captions, render_assets, require_bpy, select_assets
-    from .shards import Shard
     from .render.settings import RenderSettings
+    from .shards import Shard
 
     require_bpy()
     settings = RenderSettings(args.views, args.elevation, args.fps, args.max_frames, args.resolution, args.engine,
@@ -133,6 +133,7 @@ def _render(args: argparse.Namespace) -> int:
 
         summary = render_assets(assets, args.out, settings, captions, part, args.workers, args.timeout, progress)
     print(summary.line())
+    return 0
 
 
 def _from_mv_video(args: argparse.Namespace) -> int:
