@@ -75,6 +75,39 @@ def test_transforms_json_has_time_and_reads_back_at_unit_distance(tmp_path):
     np.testing.assert_allclose(again.matrices, rig.matrices, atol=1e-7)
 
 
+def test_every_field_of_transforms_json_and_reading_it_back_in_any_order():
+    rig = moving_orbit(views=3, frames=3, elevation=25, azimuth_start=10, turn=90)
+    data = transforms_json(rig, 64, 48, lambda f, v: f"f{f}_v{v}.png", radius=2.0, fov_degrees=50)
+    focal = 32 / np.tan(np.radians(25))
+    assert {k: v for k, v in data.items() if k != "frames"} == pytest.approx({
+        "camera_model": "OPENCV", "camera_angle_x": np.radians(50), "fl_x": focal, "fl_y": focal,
+        "cx": 32, "cy": 24, "w": 64, "h": 48})
+    for index, entry in enumerate(data["frames"]):
+        f, v = divmod(index, 3)
+        expected = rig.matrices[f, v].copy()
+        expected[:3, 3] *= 2.0
+        assert (entry["file_path"], entry["frame_index"], entry["view_index"], entry["time"]) == (
+            f"f{f}_v{v}.png", f, v, f / 2)
+        np.testing.assert_allclose(entry["transform_matrix"], expected, atol=1e-7)
+        # The object's centre, the world origin, projects onto the principal point of every camera.
+        camera = np.linalg.inv(np.array(entry["transform_matrix"])) @ np.array([0.0, 0.0, 0.0, 1.0])
+        assert camera[2] == pytest.approx(-2.0)  # in front (OpenGL: -z), at the camera distance
+        assert (data["cx"] + focal * camera[0] / -camera[2], data["cy"] - focal * camera[1] / -camera[2]) == \
+            pytest.approx((32, 24), abs=1e-6)
+    shuffled = dict(data, frames=data["frames"][::-1])
+    np.testing.assert_allclose(cameras_from_json(shuffled).matrices, rig.matrices, atol=1e-7)
+    by_time = dict(data, frames=[{k: e[k] for k in ("transform_matrix", "time", "view_index")}
+                                 for e in data["frames"][::-1]])
+    np.testing.assert_allclose(cameras_from_json(by_time).matrices, rig.matrices, atol=1e-7)
+    uneven = dict(data, frames=data["frames"][:-1])
+    with pytest.raises(ValueError, match=r"every time step must have the same number of views, got \[3, 3, 2\]"):
+        cameras_from_json(uneven)
+    with pytest.raises(ValueError, match=r"frames\[1\] is not an object"):
+        cameras_from_json({"frames": [data["frames"][0], 7]})
+    with pytest.raises(ValueError, match="'frames' is empty"):
+        cameras_from_json({"frames": []})
+
+
 @pytest.mark.parametrize(
     "data, message",
     [
