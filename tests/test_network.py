@@ -13,7 +13,7 @@ from vividzoo_core.checkpoints import load_motion_module, load_mvdream
 from vividzoo_core.diffusers_host import VividZooUNet, build_unet
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.network import MotionModuleSet, multiview_attention, sdpa_attention
-from vividzoo_core.network.motion_module import MotionModule
+from vividzoo_core.network.motion_module import MotionModule, sinusoidal_position_encoding
 
 
 def reference_attention(q, k, v, heads):
@@ -271,3 +271,14 @@ def test_motion_module_output_keeps_the_input_memory_layout(motion, memory_forma
         hidden = block(hidden)
     projected = transformer.proj_out(layout.ungroup_frames(hidden, 20))
     assert torch.equal(out, projected.reshape(layout.images, 4, 5, 64).permute(0, 3, 1, 2) + x)
+
+
+def test_position_encoding_is_animatediffs_sinusoid():
+    """Files without ``pe`` buffers (some conversions drop them) get the encoding computed here."""
+    pe = sinusoidal_position_encoding(32, 320)
+    assert pe.shape == (1, 32, 320)
+    position = torch.arange(32, dtype=torch.float64)[:, None]
+    pair = torch.arange(160, dtype=torch.float64)[None, :]
+    angle = position / 10000 ** (2 * pair / 320)
+    torch.testing.assert_close(pe[0, :, 0::2].double(), torch.sin(angle), atol=2e-5, rtol=0)
+    torch.testing.assert_close(pe[0, :, 1::2].double(), torch.cos(angle), atol=2e-5, rtol=0)
