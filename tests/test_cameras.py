@@ -176,3 +176,9 @@ def test_view_azimuths_are_read_back_from_matrices_alone(tmp_path, elevation):
     assert loaded.azimuths is None
     np.testing.assert_allclose(view_azimuths(loaded), [100, 160, 220, 280, 340, 40], atol=1e-6)
     np.testing.assert_allclose(view_azimuths(rig), [100, 160, 220, 280, 340, 40])
+
+
+@pytest.mark.parametrize("elevations, named", [([10, 95], "95"), ([-91, 10], "-91")])
+def test_an_impossible_elevation_is_named(elevations, named):
+    with pytest.raises(ValueError, match=f"strictly between -90 and 90 degrees .* got {named}"):
+        camera_to_world(elevations, [0, 0])
