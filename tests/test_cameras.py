@@ -182,3 +182,15 @@ def test_view_azimuths_are_read_back_from_matrices_alone(tmp_path, elevation):
 def test_an_impossible_elevation_is_named(elevations, named):
     with pytest.raises(ValueError, match=f"strictly between -90 and 90 degrees .* got {named}"):
         camera_to_world(elevations, [0, 0])
+
+
+def test_a_static_rig_repeated_over_time_keeps_its_angles_per_frame_and_view():
+    rig = orbit(4, elevation=20, azimuth_start=30).for_layout(VideoLayout(4, 3))
+    np.testing.assert_array_equal(rig.azimuths, np.tile([30.0, 120.0, 210.0, 300.0], (3, 1)))
+    np.testing.assert_array_equal(rig.elevations, np.full((3, 4), 20.0))
+    entries = rig.to_json()["cameras"]
+    assert [[(e["elevation"], e["azimuth"]) for e in row] for row in entries] == [
+        [(20.0, 30.0), (20.0, 120.0), (20.0, 210.0), (20.0, 300.0)]] * 3
+    matrices_only = CameraRig(orbit(4).matrices).for_layout(VideoLayout(4, 3))
+    assert matrices_only.elevations is None and matrices_only.azimuths is None
+    assert "azimuth" not in matrices_only.to_json()["cameras"][0][0]
