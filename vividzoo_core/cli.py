@@ -33,7 +33,7 @@ def _add_generation_options(parser: argparse.ArgumentParser) -> None:
                         help="width and height in pixels, a multiple of 8 (default 256)")
     parser.add_argument("--steps", type=int_range(1, 1000), default=50, help="DDIM steps (default 50)")
     parser.add_argument("--cfg", type=float_range(0), default=7.5, help="classifier-free guidance scale (default 7.5)")
-    parser.add_argument("--elevation", type=float_range(-90, 90), default=15.0,
+    parser.add_argument("--elevation", type=float_range(-90, 90, low_open=True, high_open=True), default=15.0,
                         help="camera elevation in degrees (default 15)")
     parser.add_argument("--azimuth-start", type=any_float, default=0.0, help="azimuth of the first view in degrees")
     parser.add_argument("--turn", type=any_float, default=0.0,
