@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from fractions import Fraction
 
 import folder_paths
@@ -19,7 +18,7 @@ from comfy_api.latest import InputImpl, Types, io, ui
 from ..vividzoo_core.cameras import CameraRig, transforms_json
 from ..vividzoo_core.errors import VividZooError
 from ..vividzoo_core.layout import VideoLayout
-from ..vividzoo_core.video import frame_name, rescue_frames, views_to_grid, write_mp4
+from ..vividzoo_core.video import frame_name, rescue_folder, rescue_frames, views_to_grid, write_mp4
 from .number_inputs import numbers_in_range
 from .types import Cameras
 
@@ -84,8 +83,7 @@ class MultiViewVideoCombine(io.ComfyNode):
         try:
             preview = cls._save(frames, grid, rig, fps, filename_prefix, save_view_videos, save_frames)
         except Exception as error:  # any writer failure (OSError, PyAV, Pillow): keep the finished frames
-            rescue = os.path.join(tempfile.mkdtemp(prefix="vividzoo-rescued-"), "frames.npz")
-            where = rescue_frames(frames, rescue, rig, fps)
+            where = rescue_frames(frames, rescue_folder() / "frames.npz", rig, fps)
             raise VividZooError(f"could not save the video ({type(error).__name__}: {error}); {where}") from error
         video = InputImpl.VideoFromComponents(Types.VideoComponents(images=grid, frame_rate=Fraction(round(fps * 1000), 1000)))
         return io.NodeOutput(grid, video, ui=ui.SavedImages([preview], is_animated=True))

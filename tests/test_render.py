@@ -76,6 +76,13 @@ def _blob_centre(image: np.ndarray, channel: int) -> tuple[float, float]:
     return float((weight * columns).sum() / weight.sum()), float((weight * rows).sum() / weight.sum())
 
 
+def _assert_markers_land(folder: Path, action: str, source_frames: list[float]) -> None:
+    """The object sampled these source frames, and every marker is within 1 px of its cameras.json projection."""
+    assert json.loads((folder / "render.json").read_text())["source_frames"] == source_frames
+    worst = _worst_marker_error(folder, action)
+    assert worst < 1.0, f"{action}: a marker is {worst:.2f} px from where cameras.json puts it"
+
+
 def _worst_marker_error(folder: Path, action: str) -> float:
     """Largest distance (px) over views, frames and both markers between the rendered and projected centre."""
     assert action in ACTIONS
@@ -98,9 +105,7 @@ def _worst_marker_error(folder: Path, action: str) -> float:
 def test_every_marker_lands_on_its_pixel_in_every_view_and_frame(rendered: Path) -> None:
     for action in ACTIONS:
         folder = rendered / f"walker--{action}"
-        assert json.loads((folder / "render.json").read_text())["source_frames"] == list(range(1, FRAMES + 1))
-        worst = _worst_marker_error(folder, action)
-        assert worst < 1.0, f"{action}: a marker is {worst:.2f} px from where cameras.json puts it"
+        _assert_markers_land(folder, action, list(range(1, FRAMES + 1)))
 
 
 @needs_bpy
@@ -111,9 +116,7 @@ def test_a_blend_file_is_resampled_to_the_output_fps(tmp_path: Path) -> None:
     assert sorted(summary.rendered) == [f"blended--{action}" for action in sorted(ACTIONS)]
     for action in ACTIONS:
         folder = tmp_path / "out" / f"blended--{action}"
-        assert json.loads((folder / "render.json").read_text())["source_frames"] == [1.0, 2.5, 4.0, 5.5]  # 24 -> 16 fps
-        worst = _worst_marker_error(folder, action)
-        assert worst < 1.0, f"{action}: a marker is {worst:.2f} px from where cameras.json puts it"
+        _assert_markers_land(folder, action, [1.0, 2.5, 4.0, 5.5])  # 24 -> 16 fps
 
 
 @needs_bpy

@@ -86,9 +86,7 @@ def estimate_gb(views: int, frames: int, width: int, height: int, bytes_per_valu
 
     ``frames`` is the number denoised at once: the context-window length for long videos.
     """
-    scale = bytes_per_value / 2
-    batch = 2 * views * frames
-    tensors = scale * (WEIGHT_BYTES_FP16 + ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16 * batch * (width // 8) * (height // 8))
+    tensors = bytes_per_value / 2 * WEIGHT_BYTES_FP16 + activation_bytes(views, frames, width, height, bytes_per_value)
     low, high = ((tensors * factor + CUDA_CONTEXT_BYTES) / GB for factor in OVERHEAD)
     return low, high
 

@@ -146,13 +146,18 @@ def save_video_or_rescue(video: MultiViewVideo, out_dir: str | Path) -> dict[str
         return save_video(video, out_dir)
     except Exception as error:  # any writer failure (OSError, PyAV, Pillow): keep the finished work
         problem = f"could not write the outputs to {out_dir} ({type(error).__name__}: {error})"
-    rescue = Path(tempfile.mkdtemp(prefix="vividzoo-rescued-"))
+    rescue = rescue_folder()
     try:
         save_video(video, rescue)
         where = f"the finished video was written to {rescue} instead"
     except Exception:
         where = rescue_frames(video.frames, rescue / "frames.npz", video.cameras, video.fps, video.info)
     raise VividZooError(f"{problem}; {where}")
+
+
+def rescue_folder() -> Path:
+    """A new folder in the temp dir for a finished video that could not be written where it was asked."""
+    return Path(tempfile.mkdtemp(prefix="vividzoo-rescued-"))
 
 
 def rescue_frames(frames: torch.Tensor, path: str | Path, cameras: CameraRig | None = None, fps: float = DEFAULT_FPS,
