@@ -44,7 +44,8 @@ def main() -> None:
     from vividzoo_pack.nodes.mvdream_model import load_mvdream_model
     from vividzoo_pack.nodes.patching import patch_vividzoo
     from vividzoo_pack.vividzoo_core.cameras import orbit
-    from vividzoo_pack.vividzoo_core.pipeline import GenerationSettings, VividZooPipeline
+    from vividzoo_pack.vividzoo_core.pipeline import VividZooPipeline
+    from vividzoo_pack.vividzoo_core.settings import GenerationSettings
     from vividzoo_pack.vividzoo_core.synthetic_weights import write_test_weights
 
     folder = tempfile.mkdtemp()

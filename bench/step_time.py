@@ -33,7 +33,7 @@ from vividzoo_core.diffusers_host import VividZooUNet, build_unet
 from vividzoo_core.diffusers_host.unet import unet_config
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.network import MotionModuleSet
-from vividzoo_core.pipeline import resolve_device, resolve_dtype
+from vividzoo_core.devices import resolve_device, resolve_dtype
 from vividzoo_core.synthetic_weights import write_test_weights
 
 

@@ -22,7 +22,7 @@ from vividzoo_core.data.latents import LatentEncoder, encode_dataset
 from vividzoo_core.data.reader import scan_dataset
 from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.diffusers_host import quiet_diffusers
-from vividzoo_core.pipeline import resolve_device
+from vividzoo_core.devices import resolve_device
 from vividzoo_core.synthetic_weights import write_test_weights
 
 

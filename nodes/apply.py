@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..vividzoo_core.schedules import BETA_SCHEDULES, PAPER_BETA_SCHEDULE
+from ..vividzoo_core.settings import BETA_SCHEDULE
+from .inputs import setting_input
 from .patching import patch_vividzoo
 from .types import Alignment, Cameras, MotionModule
-
-BETA_SCHEDULE_TOOLTIP = (
-    "Noise schedule, in diffusers' names: linear = the Vivid-ZOO paper's and AnimateDiff's (ComfyUI calls it "
-    "sqrt_linear); scaled_linear = MVDream's and SD 1.5's own (ComfyUI's linear)."
-)
-
-
-def beta_schedule_input() -> io.Combo.Input:
-    return io.Combo.Input("beta_schedule", options=list(BETA_SCHEDULES), default=PAPER_BETA_SCHEDULE,
-                          tooltip=BETA_SCHEDULE_TOOLTIP)
 
 
 def video_model_inputs() -> list:
@@ -47,7 +38,7 @@ class ApplyVividZoo(io.ComfyNode):
                 "LoRA loaders for SD 1.5 work before or after it. For videos longer than the motion module's "
                 "limit use 'Vivid-ZOO Sampler' (context windows)."
             ),
-            inputs=[*video_model_inputs(), beta_schedule_input(), alignment_input()],
+            inputs=[*video_model_inputs(), setting_input(BETA_SCHEDULE), alignment_input()],
             outputs=[io.Model.Output(tooltip="The multi-view video MODEL.")],
         )
 

@@ -13,22 +13,13 @@ from comfy_api.latest import io, ui
 from ..vividzoo_core.camera_preview import draw_rig
 from ..vividzoo_core.cameras import cameras_from_json, load_cameras, moving_orbit, orbit
 from ..vividzoo_core.errors import VividZooError
-from .number_inputs import numbers_in_range
+from ..vividzoo_core.settings import AZIMUTH_START, ELEVATION, FRAMES, TURN
+from .inputs import numbers_in_range, setting_input, views_input
 from .types import Cameras
 
 
 def _views() -> io.Int.Input:
-    return io.Int.Input("views", default=4, min=1, max=16, tooltip="Number of camera views around the object (MVDream: 4).")
-
-
-def _elevation(name: str = "elevation", default: float = 15.0, tooltip: str = "") -> io.Float.Input:
-    return io.Float.Input(name, default=default, min=-89.0, max=89.0, step=0.5,
-                          tooltip=tooltip or "Camera height in degrees above the object's equator (MVDream: 0-30).")
-
-
-def _azimuth_start() -> io.Float.Input:
-    return io.Float.Input("azimuth_start", default=0.0, min=-360.0, max=360.0, step=1.0,
-                          tooltip="Azimuth of view 0 in degrees (0 = front). MVDream's scripts use 90.")
+    return views_input("Number of camera views around the object (MVDream: 4).")
 
 
 def _azimuth_span() -> io.Float.Input:
@@ -45,7 +36,7 @@ class OrbitCameras(io.ComfyNode):
             category="VividZoo/cameras",
             description="A static ring of cameras around the object, the same for every frame (the paper's setting: "
                         "4 views at azimuth 0/90/180/270, elevation 15).",
-            inputs=[_views(), _elevation(), _azimuth_start(), _azimuth_span()],
+            inputs=[_views(), setting_input(ELEVATION), setting_input(AZIMUTH_START), _azimuth_span()],
             outputs=[Cameras.Output(display_name="cameras", tooltip="Camera poses for any number of frames.")],
         )
 
@@ -70,13 +61,13 @@ class OrbitTrajectory(io.ComfyNode):
                         "fall over the clip. frames must equal the video's frame count.",
             inputs=[
                 _views(),
-                io.Int.Input("frames", default=16, min=1, max=1024, tooltip="Frames of the video (the latent's frames)."),
-                _elevation(),
-                _elevation("elevation_end", 15.0, "Elevation at the last frame (equal to elevation: constant)."),
-                _azimuth_start(),
+                setting_input(FRAMES, tooltip="Frames of the video (the latent's frames)."),
+                setting_input(ELEVATION),
+                setting_input(ELEVATION, "elevation_end", "Elevation at the last frame (equal to elevation: constant)."),
+                setting_input(AZIMUTH_START),
                 _azimuth_span(),
-                io.Float.Input("turn", default=360.0, min=-1440.0, max=1440.0, step=5.0,
-                               tooltip="Degrees the whole ring turns over the clip (negative: the other way)."),
+                setting_input(TURN, tooltip="Degrees the whole ring turns over the clip (negative: the other way).",
+                              default=360.0),  # this node is the turntable: it turns unless told otherwise
             ],
             outputs=[Cameras.Output(display_name="cameras", tooltip="Per-frame camera poses.")],
         )

@@ -11,6 +11,8 @@ from comfy_api.latest import io
 from ..vividzoo_core.checkpoints.motion import POSITION_ENCODING_LENGTHS
 from ..vividzoo_core.layout import VideoLayout
 from ..vividzoo_core.memory import describe_estimate
+from ..vividzoo_core.settings import FRAMES, HEIGHT, WIDTH
+from .inputs import setting_input, views_input
 
 
 class EmptyMultiViewVideoLatent(io.ComfyNode):
@@ -25,11 +27,10 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
                         "frames x 256 px (about 6.1 to 7.5 GB of GPU memory in fp16); memory grows with views x frames "
                         "(per context window) x width x height, and the 'info' output estimates it.",
             inputs=[
-                io.Int.Input("views", default=4, min=1, max=16, tooltip="Camera views; must match the cameras."),
-                io.Int.Input("frames", default=16, min=1, max=1024,
-                             tooltip="Frames per view. Over the motion module's limit (32 for v2) needs context windows."),
-                io.Int.Input("width", default=256, min=64, max=2048, step=8, tooltip="Image width in pixels (multiple of 8)."),
-                io.Int.Input("height", default=256, min=64, max=2048, step=8, tooltip="Image height in pixels (multiple of 8)."),
+                views_input("Camera views; must match the cameras."),
+                setting_input(FRAMES),
+                setting_input(WIDTH),
+                setting_input(HEIGHT),
             ],
             outputs=[
                 io.Latent.Output(tooltip="views x frames empty latents for a Vivid-ZOO MODEL."),

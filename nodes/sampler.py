@@ -6,9 +6,9 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..vividzoo_core.errors import VividZooError
-from ..vividzoo_core.pipeline import DEFAULT_CONTEXT_OVERLAP
-from .apply import alignment_input, beta_schedule_input, video_model_inputs
-from .number_inputs import numbers_in_range
+from ..vividzoo_core.settings import BETA_SCHEDULE, CFG, CONTEXT_FRAMES, CONTEXT_OVERLAP, SEED, STEPS
+from .apply import alignment_input, video_model_inputs
+from .inputs import numbers_in_range, setting_input
 from .patching import add_context_windows, check_video, patch_vividzoo
 
 
@@ -30,21 +30,17 @@ class VividZooSampler(io.ComfyNode):
                 io.Conditioning.Input("positive", tooltip="Prompt, e.g. 'a corgi running, 3d asset'."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt (the paper: empty)."),
                 io.Latent.Input("latent_image", tooltip="From 'Empty Multi-View Video Latent' (views x frames)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Random seed for the noise."),
-                io.Int.Input("steps", default=50, min=1, max=10000, tooltip="Denoising steps (the paper: 50 DDIM)."),
-                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale (the paper: 7.5)."),
+                # ComfyUI's way to a random seed: 'randomize' after each run (the widget under the seed).
+                setting_input(SEED, tooltip="Random seed of the noise.", default=0, control_after_generate=True),
+                setting_input(STEPS),
+                setting_input(CFG),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="ddim",
                                tooltip="Sampling algorithm (the paper: ddim)."),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="ddim_uniform",
                                tooltip="Timestep spacing (ddim_uniform matches DDIM)."),
-                beta_schedule_input(),
-                io.Int.Input("context_frames", default=0, min=0, max=64,
-                             tooltip="Frames per sliding context window; 0 = the motion module's limit. Only used "
-                                     "when the video has more frames than this."),
-                io.Int.Input("context_overlap", default=DEFAULT_CONTEXT_OVERLAP, min=0, max=32,
-                             tooltip="Frames shared by neighbouring context windows (blended smoothly)."),
+                setting_input(BETA_SCHEDULE),
+                setting_input(CONTEXT_FRAMES),
+                setting_input(CONTEXT_OVERLAP),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="1.0 for text to video; lower keeps more of an input latent."),
                 alignment_input(),

@@ -13,7 +13,8 @@ from vividzoo_core.checkpoints import load_alignment, load_motion_module, load_m
 from vividzoo_core.cli import main
 from vividzoo_core.compat import check_pairing
 from vividzoo_core.errors import VividZooError
-from vividzoo_core.pipeline import GenerationSettings, VividZooPipeline
+from vividzoo_core.pipeline import VividZooPipeline
+from vividzoo_core.settings import GenerationSettings
 from vividzoo_core.cameras import orbit
 from vividzoo_core.synthetic_weights import TINY_SD21, materialise, motion_module_spec, motion_state_dict
 
@@ -81,22 +82,23 @@ def test_sdxl_and_hotshot_motion_modules_are_refused(tmp_path):
         load_motion_module(tmp_path / "hsxl_temporal_layers.safetensors")
 
 
-def test_frames_past_the_position_encoding_need_context_windows(weights):
+def test_frames_past_the_position_encoding_get_windows_of_the_limit(weights):
     pipeline = VividZooPipeline.from_files(weights.mvdream, weights.motion["v1"], None, "cpu", log=lambda m: None)
     settings = GenerationSettings("x", views=1, frames=30, width=8, height=8, steps=1)
-    with pytest.raises(VividZooError, match="30 frames is more than the v1 motion module sees at once .at most 24.*context"):
-        pipeline.generate(settings)
-    settings.context_frames = 24
+    assert pipeline.context_windows(settings) == [list(range(24)), list(range(6, 30))]  # unset: the limit, 24
     assert pipeline.generate(settings).frames.shape[0] == 30
+    settings.context_frames = 28
+    with pytest.raises(VividZooError, match="28 frames is more than the v1 motion module sees at once .at most 24.*context"):
+        pipeline.generate(settings)
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"width": 100}, "width must be a positive multiple of 8 .*got 100; try 96 or 104"),
-        ({"views": 0}, "views must be a whole number of at least 1"),
-        ({"steps": 0}, "steps must be at least 1"),
-        ({"beta_schedule": "cosine"}, "unknown beta schedule 'cosine'"),
+        ({"width": 100}, "width 100 is not a multiple of 8; try 96 or 104"),
+        ({"views": 0}, "views is 0, out of range; use from 1 to 16"),
+        ({"steps": 0}, "steps is 0, out of range; use from 1 to 1000"),
+        ({"beta_schedule": "cosine"}, "beta_schedule 'cosine' is not one of linear, scaled_linear"),
     ],
 )
 def test_bad_settings(weights, change, message):

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from vividzoo_core import cli_options
+from vividzoo_core.commands import options as cli_options
 from vividzoo_core.cameras import orbit
 from vividzoo_core.cli import build_parser, main
 
@@ -58,7 +58,7 @@ def bad_values(action: argparse.Action) -> list[str]:
         return PATH_VALUES[kind]
     assert action.dest in FREE_TEXT, (
         f"option {action.option_strings or action.dest} has an unchecked type {kind!r}: give it a type from "
-        f"vividzoo_core/cli_options.py (or list it in FREE_TEXT if any text fits)"
+        f"vividzoo_core/commands/options.py (or list it in FREE_TEXT if any text fits)"
     )
     return []
 

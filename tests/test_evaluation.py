@@ -15,7 +15,6 @@ from safetensors.torch import save_file
 from vividzoo_core.cameras import orbit
 from vividzoo_core.cli import main
 from vividzoo_core.data.format import frame_path
-from vividzoo_core.errors import VividZooError
 from vividzoo_core.evaluation.clip_score import ClipScorer, preprocess
 from vividzoo_core.evaluation.fvd import I3D_KWARGS, I3DFeatures
 from vividzoo_core.evaluation.report import bootstrap_interval
@@ -331,7 +330,7 @@ def test_training_validation_logs_clip_quality_beside_the_loss(weights, clip_fol
 
 
 def test_default_validation_prompts_are_the_first_eval_prompts():
-    from vividzoo_core.evaluation.prompts import EVAL_PROMPTS, read_prompts
+    from vividzoo_core.prompts import EVAL_PROMPTS, read_prompts
     from vividzoo_core.training.config import TrainingConfig
 
     prompts = read_prompts(EVAL_PROMPTS)

@@ -20,7 +20,8 @@ from vividzoo_core.memory import (
 )
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.network import MotionModuleSet
-from vividzoo_core.pipeline import GenerationSettings, VividZooPipeline
+from vividzoo_core.pipeline import VividZooPipeline
+from vividzoo_core.settings import GenerationSettings
 from vividzoo_core.synthetic_weights import FULL_SD15
 
 

@@ -14,7 +14,7 @@ from test_sampling_math import StubPipeline
 from vividzoo_core import pipeline as pipeline_module
 from vividzoo_core.cameras import orbit
 from vividzoo_core.layout import VideoLayout
-from vividzoo_core.pipeline import GenerationSettings
+from vividzoo_core.settings import GenerationSettings
 from vividzoo_core.video import MultiViewVideo, frame_name, save_video
 
 FRAMES, VIEWS, SIZE = 3, 3, 32

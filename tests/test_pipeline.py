@@ -12,7 +12,8 @@ from PIL import Image
 from vividzoo_core.cli import main
 from vividzoo_core.context_windows import blend_windows, frame_windows, window_weights
 from vividzoo_core.layout import VideoLayout
-from vividzoo_core.pipeline import GenerationSettings, VividZooPipeline
+from vividzoo_core.pipeline import VividZooPipeline
+from vividzoo_core.settings import GenerationSettings
 from vividzoo_core.video import views_to_grid
 
 SMALL = dict(prompt="a corgi, 3d asset", views=4, frames=4, width=32, height=32, steps=3)

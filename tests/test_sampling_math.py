@@ -17,7 +17,8 @@ from vividzoo_core.cameras import orbit
 from vividzoo_core.context_windows import blend_windows, frame_windows, window_weights
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.layout import VideoLayout
-from vividzoo_core.pipeline import GenerationSettings, VividZooPipeline
+from vividzoo_core.pipeline import VividZooPipeline
+from vividzoo_core.settings import GenerationSettings
 from vividzoo_core.schedules import ddim_scheduler, make_betas
 
 UNCOND_LEVEL, COND_LEVEL = -0.5, 0.75

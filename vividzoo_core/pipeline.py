@@ -6,18 +6,18 @@ Hub access. The negative branch uses the same cameras as the positive one, as in
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from . import __version__
-from .cameras import CameraRig, orbit
+from .cameras import CameraRig
 from .checkpoints import load_alignment, load_motion_module, load_mvdream
 from .compat import check_pairing
 from .context_windows import blend_windows, frame_windows
+from .devices import resolve_device, resolve_dtype
 from .diffusers_host import (
     VividZooUNet, build_text_encoder, build_unet, build_vae, clip_tokenizer, decode_latents, encode_text,
 )
@@ -25,73 +25,9 @@ from .errors import VividZooError
 from .layout import VideoLayout
 from .memory import available_bytes, check_fits
 from .network import MotionModuleSet
-from .schedules import PAPER_BETA_SCHEDULE, check_beta_schedule, ddim_scheduler
-from .video import DEFAULT_FPS, MultiViewVideo
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-DEFAULT_CONTEXT_OVERLAP = 4
-
-
-@dataclass
-class GenerationSettings:
-    prompt: str
-    negative: str = ""
-    views: int = 4
-    frames: int = 16
-    width: int = 256
-    height: int = 256
-    steps: int = 50
-    cfg: float = 7.5
-    elevation: float = 15.0
-    azimuth_start: float = 0.0
-    seed: int = 0
-    beta_schedule: str = PAPER_BETA_SCHEDULE
-    context_frames: int | None = None
-    """Frames per context window; default: all frames if the motion module takes them, else its limit."""
-    context_overlap: int = DEFAULT_CONTEXT_OVERLAP
-    fps: float = DEFAULT_FPS
-
-    def check(self) -> None:
-        VideoLayout(self.views, self.frames)
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value < 8 or value % 8:
-                raise VividZooError(
-                    f"{name} must be a positive multiple of 8 (the VAE works on 8x8 pixel blocks), got {value}; "
-                    f"try {max(8, value // 8 * 8)} or {max(8, value // 8 * 8 + 8)}"
-                )
-        if self.steps < 1:
-            raise VividZooError(f"steps must be at least 1, got {self.steps}")
-        if self.cfg < 0:
-            raise VividZooError(f"cfg must be 0 or more, got {self.cfg}")
-        check_beta_schedule(self.beta_schedule)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` (CUDA when present), ``cpu``, ``mps``, ``cuda`` or ``cuda:N``, checked against this machine."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    match = re.fullmatch(r"(cpu|mps|cuda)(?::(\d+))?", name)
-    if match is None or (match[2] is not None and match[1] != "cuda"):
-        raise VividZooError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
-    if match[1] == "cuda" and not torch.cuda.is_available():
-        raise VividZooError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU; use cpu or auto")
-    if match[1] == "cuda" and match[2] is not None and int(match[2]) >= torch.cuda.device_count():
-        raise VividZooError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA "
-                            f"GPU(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-    if match[1] == "mps" and not torch.backends.mps.is_available():
-        raise VividZooError("device 'mps' asked for, but PyTorch sees no Apple GPU; use cpu or auto")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if name not in DTYPES:
-        raise VividZooError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)} or auto")
-    if name == "fp16" and device.type == "cpu":
-        raise VividZooError("fp16 is not supported on the CPU by all PyTorch kernels; use fp32 or bf16 there")
-    return DTYPES[name]
+from .schedules import ddim_scheduler
+from .settings import GenerationSettings
+from .video import MultiViewVideo
 
 
 class VividZooPipeline:
@@ -137,7 +73,8 @@ class VividZooPipeline:
         return encode_text(self.tokenizer, self.text_encoder, prompts, self.device)
 
     def context_windows(self, settings: GenerationSettings) -> list[list[int]]:
-        length = settings.context_frames or settings.frames
+        """Frames denoised together: all of them, or sliding windows (``settings.window_frames``)."""
+        length = settings.window_frames(self.max_frames)
         self.network.motion.check_frames(length)
         return frame_windows(settings.frames, length, min(settings.context_overlap, length - 1))
 
@@ -146,7 +83,7 @@ class VividZooPipeline:
                  on_step: Callable[[int, int], None] = lambda step, total: None) -> MultiViewVideo:
         """Text to multi-view video: :meth:`denoise` (which checks the settings), then VAE decoding in chunks."""
         layout = VideoLayout(settings.views, settings.frames)
-        rig = (cameras or orbit(settings.views, settings.elevation, settings.azimuth_start)).for_layout(layout)
+        rig = (cameras or settings.cameras()).for_layout(layout)
         latents = self.denoise(settings, rig, on_step)
         images = decode_latents(self.vae, latents)
         frames = images.permute(0, 2, 3, 1).reshape(layout.frames, layout.views, settings.height, settings.width, 3)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
+from ..generation import VideoGenerator, generate_prompts
+from ..settings import GenerationSettings
 from .clip_score import ClipScorer
 from .frechet import fit_gaussian, frechet_distance
 from .fvd import I3DFeatures
@@ -16,21 +17,18 @@ from .report import PER_PROMPT_METRICS, RunScores, table, write_reports
 from .runs import Run, read_run
 
 
-def generated_runs(args: argparse.Namespace, prompts: list[str], log: Callable[[str], None] = print) -> list[Run]:
-    """Runs ``vividzoo generate --prompts`` once per ``--alignment NAME=FILE|none`` into ``OUT/runs/NAME``."""
-    from ..cli import build_parser, run_generation
+def generate_runs(pipelines: list[tuple[str, Callable[[], VideoGenerator]]], prompts: list[str],
+                  settings: GenerationSettings, out: Path, log: Callable[[str], None] = print) -> list[Run]:
+    """Generates every prompt with each named pipeline (same settings and seed) into ``out/runs/NAME``.
 
+    Each pipeline is made only when its run starts, so one is in memory at a time.
+    """
     runs = []
-    for name, alignment in args.alignments:
-        folder = Path(args.out) / "runs" / name
-        command = ["generate", "--mvdream", str(args.mvdream), "--motion", str(args.motion), "--prompts",
-                   str(args.prompts), "--views", str(args.views), "--frames", str(args.frames), "--size",
-                   str(args.size), "--steps", str(args.steps), "--cfg", str(args.cfg), "--seed", str(args.seed),
-                   "--device", args.device, "--dtype", args.dtype, "--out", str(folder)]
-        if alignment is not None:
-            command += ["--alignment", str(alignment)]
-        log(f"generating run {name!r} ({'alignment ' + alignment.name if alignment else 'training-free'})")
-        run_generation(build_parser().parse_args(command), prompts, log)
+    log(f"seed {settings.seed} for every run and prompt")
+    for name, make_pipeline in pipelines:
+        folder = Path(out) / "runs" / name
+        log(f"generating run {name!r}")
+        generate_prompts(make_pipeline(), prompts, settings, folder, log=log)
         runs.append(read_run(name, folder))
     return runs
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VividZooError
-from ..evaluation.prompts import default_validation_prompts
+from ..prompts import default_validation_prompts
 from ..schedules import BETA_SCHEDULES, PAPER_BETA_SCHEDULE
 
 MIXED_PRECISION = ("no", "fp16", "bf16")

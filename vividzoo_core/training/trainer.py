@@ -36,7 +36,8 @@ from ..errors import VividZooError
 from ..evaluation.report import PER_PROMPT_METRICS
 from ..layout import VideoLayout
 from ..network import MotionModuleSet
-from ..pipeline import GenerationSettings, VividZooPipeline
+from ..pipeline import VividZooPipeline
+from ..settings import GenerationSettings
 from ..schedules import ddim_scheduler
 from ..video import save_video
 from .config import TrainingConfig

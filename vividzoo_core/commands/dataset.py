@@ -4,14 +4,15 @@ MV-Video, draw cameras over frames, encode a latent cache."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ..cli_options import (
+from .options import (
     device, existing_dir, existing_file, existing_path, float_range, float_span, int_range, non_negative_int,
     output_dir, output_file, positive_float, positive_int, seed, shard,
 )
 
 
-def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     dataset = commands.add_parser("dataset", help="make, render, import, check and cache training datasets")
     actions = dataset.add_subparsers(dest="dataset_command", required=True)
     check = actions.add_parser("check", help="report every problem of a dataset before training")
@@ -59,7 +60,7 @@ def add_dataset_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_render_command(actions: argparse._SubParsersAction) -> None:
-    from .render.settings import DEVICES, ENGINES, RenderSettings
+    from ..data.render.settings import DEVICES, ENGINES, RenderSettings
 
     default = RenderSettings()
     render = actions.add_parser("render", help="render animated 3D assets (.glb .gltf .fbx .blend) with Blender")
@@ -90,7 +91,7 @@ def _add_render_command(actions: argparse._SubParsersAction) -> None:
 def _check(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .reader import scan_dataset
+    from ..data.reader import scan_dataset
 
     frames_needed = (args.frames - 1) * args.stride + 1
     with tqdm(unit="image", desc="decoding", disable=args.quick) as bar:
@@ -105,7 +106,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _make_toy(args: argparse.Namespace) -> int:
-    from .toy import make_toy_dataset
+    from ..data.toy import make_toy_dataset
 
     folders = make_toy_dataset(args.directory, args.objects, args.views, args.frames, args.size, seed=args.seed)
     print(f"wrote {len(folders)} objects ({args.views} views x {args.frames} frames, {args.size} px) to {args.directory}")
@@ -115,9 +116,9 @@ def _make_toy(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .render.batch import BatchSummary, find_assets, load_captions, render_assets, require_bpy, select_assets
-    from .render.settings import RenderSettings
-    from .shards import Shard
+    from ..data.render.batch import BatchSummary, find_assets, load_captions, render_assets, require_bpy, select_assets
+    from ..data.render.settings import RenderSettings
+    from ..data.shards import Shard
 
     require_bpy()
     settings = RenderSettings(args.views, args.elevation, args.fps, args.max_frames, args.resolution, args.engine,
@@ -139,7 +140,7 @@ def _render(args: argparse.Namespace) -> int:
 def _from_mv_video(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .mv_video import import_mv_video
+    from ..data.mv_video import import_mv_video
 
     with tqdm(unit="animation", desc="linking") as bar:
         def progress(done: int, total: int) -> None:
@@ -153,7 +154,7 @@ def _from_mv_video(args: argparse.Namespace) -> int:
 
 def _camera_overlay(args: argparse.Namespace) -> int:
     from ..cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS
-    from .overlay import camera_overlay
+    from ..data.overlay import camera_overlay
 
     picture = camera_overlay(args.object, args.size, args.frame, args.radius or DEFAULT_RADIUS,
                              args.fov or DEFAULT_FOV_DEGREES)
@@ -164,7 +165,7 @@ def _camera_overlay(args: argparse.Namespace) -> int:
 
 def _cache_problems(objects: list, mvdream: Path | None, image_size: int) -> list[str]:
     """Caches that exist but cannot be used; with ``mvdream``, every object must have a fresh one."""
-    from .latents import CacheKey, cache_path, cache_problem
+    from ..data.latents import CacheKey, cache_path, cache_problem
 
     key = CacheKey.of(mvdream, image_size) if mvdream else None
     cached = [video for video in objects if cache_path(video).exists()]
@@ -180,9 +181,9 @@ def _encode(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..diffusers_host import quiet_diffusers
-    from ..pipeline import resolve_device
-    from .latents import LatentEncoder, encode_dataset, shard_objects
-    from .reader import scan_dataset
+    from ..devices import resolve_device
+    from ..data.latents import LatentEncoder, encode_dataset, shard_objects
+    from ..data.reader import scan_dataset
 
     report = scan_dataset(args.directory, views=1, frames_needed=1, decode_images=False)
     if report.problems:

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
-from ..cli_options import (
-    device, existing_dir, existing_file, float_range, int_range, named_value, output_dir, positive_int, seed,
-)
 from ..errors import VividZooError
-from .prompts import EVAL_PROMPTS, read_prompts
+from ..prompts import EVAL_PROMPTS, read_prompts
+from .generate import add_device_options, add_video_options, settings_from
+from .options import existing_dir, existing_file, named_value, output_dir, positive_int
+
 
 def _alignment_or_none(text: str) -> Path | None:
     return None if text == "none" else existing_file(text)
 
 
-def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="FVD, CLIP score and consistency proxies of runs (the paper's Table 1)")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", dest="runs", action="append", type=named_value(existing_dir, "FOLDER"),
@@ -34,21 +35,15 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--reference-stride", type=positive_int, default=3,
                           help="frame stride of reference clips (default 3, the training stride)")
     evaluate.add_argument("--out", type=output_dir, required=True, help="folder for eval.txt/csv/json/png")
-    evaluate.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cuda, cuda:N or cpu")
     generation = evaluate.add_argument_group("with --prompts: the runs to generate (same seed and settings for all)")
     generation.add_argument("--mvdream", type=existing_file, help="MVDream checkpoint, e.g. sd-v1.5-4view.pt")
     generation.add_argument("--motion", type=existing_file, help="AnimateDiff motion module, e.g. mm_sd_v15_v2.ckpt")
     generation.add_argument("--alignment", dest="alignments", action="append", metavar="NAME=FILE|none",
                             type=named_value(_alignment_or_none, "FILE|none"),
                             help="one run per use: trained alignment layers, or none for training-free (repeat)")
-    generation.add_argument("--views", type=int_range(1, 64), default=4, help="views (default 4)")
-    generation.add_argument("--frames", type=positive_int, default=16, help="frames per view (default 16)")
-    generation.add_argument("--size", type=int_range(8, multiple=8), default=256, help="pixels, a multiple of 8 (default 256)")
-    generation.add_argument("--steps", type=positive_int, default=50, help="DDIM steps (default 50)")
-    generation.add_argument("--cfg", type=float_range(0.0), default=7.5, help="guidance scale (default 7.5)")
-    generation.add_argument("--seed", type=seed, default=0, help="seed for every prompt (default 0)")
-    generation.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
-    evaluate.set_defaults(handler=_evaluate)
+    add_video_options(generation)
+    add_device_options(evaluate)
+    evaluate.set_defaults(handler=run)
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -68,11 +63,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
                                 + ", ".join(f"--{m.rstrip('s')}" for m in missing))
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from ..pipeline import resolve_device
-    from .evaluate import evaluate_runs, generated_runs
-    from .fvd import MIN_I3D_FRAMES, reference_clips
-    from .runs import check_comparable, read_run
+def run(args: argparse.Namespace) -> int:
+    from ..devices import resolve_device
+    from ..evaluation.evaluate import evaluate_runs, generate_runs
+    from ..evaluation.fvd import MIN_I3D_FRAMES, reference_clips
+    from ..evaluation.runs import check_comparable, read_run
 
     _check_arguments(args)
     device = resolve_device(args.device)
@@ -93,19 +88,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     scorer, detector = _load_models(args, device)
     reference = reference_clips(args.reference, frames, args.reference_stride, size) if detector else None
     if prompts:
-        runs = generated_runs(args, prompts)
+        runs = generate_runs(_pipelines(args), prompts, settings_from(args), args.out)
     evaluate_runs(runs, scorer, detector, reference, args.out)
     return 0
+
+
+def _pipelines(args: argparse.Namespace) -> list[tuple[str, Callable[[], object]]]:
+    """One pipeline maker per run to generate, each loaded only when its run starts."""
+    from ..pipeline import VividZooPipeline
+
+    def maker(alignment: Path | None) -> Callable[[], object]:
+        return lambda: VividZooPipeline.from_files(args.mvdream, args.motion, alignment, args.device, args.dtype)
+
+    return [(name, maker(alignment)) for name, alignment in args.alignments]
 
 
 def _load_models(args: argparse.Namespace, device):
     scorer = detector = None
     if args.clip:
-        from .clip_score import ClipScorer
+        from ..evaluation.clip_score import ClipScorer
 
         scorer = ClipScorer.from_folder(args.clip, device)
     if args.i3d:
-        from .fvd import I3DFeatures
+        from ..evaluation.fvd import I3DFeatures
 
         detector = I3DFeatures.from_file(args.i3d, device)
     return scorer, detector

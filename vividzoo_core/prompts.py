@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import VividZooError
+from .errors import VividZooError
 
-EVAL_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "eval_prompts.txt"
+EVAL_PROMPTS = Path(__file__).resolve().parent / "assets" / "eval_prompts.txt"
 VALIDATION_PROMPT_COUNT = 4
 """Training validates on the first few evaluation prompts: each costs one full generation per validation."""
 

@@ -15,8 +15,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ..settings import SEED, Setting
+
 if TYPE_CHECKING:
-    from .cameras import CameraRig
+    from ..cameras import CameraRig
 
 
 def _number(text: str, kind: type) -> float | int:
@@ -72,7 +74,7 @@ positive_int = int_range(1)
 non_negative_int = int_range(0)
 positive_float = float_range(0.0, low_open=True)
 any_float = float_range()
-seed = int_range(0, 2**64 - 1)
+seed = int_range(SEED.low, SEED.high)
 
 
 def existing_file(text: str) -> Path:
@@ -109,8 +111,8 @@ def output_dir(text: str) -> Path:
 
 def camera_file(text: str) -> "CameraRig":
     """A camera JSON or transforms.json, read and checked while parsing (its views checked later)."""
-    from .cameras import load_cameras
-    from .errors import VividZooError
+    from ..cameras import load_cameras
+    from ..errors import VividZooError
 
     try:
         return load_cameras(existing_file(text))
@@ -120,14 +122,35 @@ def camera_file(text: str) -> "CameraRig":
 
 def device(text: str) -> str:
     """auto, cpu, mps, cuda or cuda:N, present on this machine."""
-    from .errors import VividZooError
-    from .pipeline import resolve_device
+    from ..devices import resolve_device
+    from ..errors import VividZooError
 
     try:
         resolve_device(text)
     except VividZooError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+def setting_type(setting: Setting) -> Callable[[str], object]:
+    """The checked argparse type of a setting of :mod:`vividzoo_core.settings`: its kind and its range."""
+    if setting.kind is int:
+        return int_range(setting.low, setting.high, setting.multiple)
+    if setting.kind is float:
+        return float_range(setting.low, setting.high)
+    return str
+
+
+def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, setting: Setting,
+                option: str | None = None, help: str | None = None) -> None:
+    """An option for ``setting``: type, range, choices and default from the settings table.
+
+    ``option`` renames it (``--size`` for width and height); ``help`` replaces its description.
+    """
+    kwargs: dict = {"choices": setting.choices} if setting.choices else {"type": setting_type(setting)}
+    default = "" if setting.default in (None, "") else f" (default {setting.default})"
+    parser.add_argument(option or setting.option, default=setting.default, help=(help or setting.description) + default,
+                        **kwargs)
 
 
 def resume_from(text: str) -> str | Path:
