@@ -15,11 +15,13 @@ import torch
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, Types, io, ui
 
-from ..vividzoo_core.cameras import CameraRig, transforms_json
+from PIL import Image
+
 from ..vividzoo_core.errors import VividZooError
 from ..vividzoo_core.layout import VideoLayout
-from ..vividzoo_core.video import frame_name, rescue_folder, rescue_frames, views_to_grid, write_mp4
-from .number_inputs import numbers_in_range
+from ..vividzoo_core.video import GRID_WEBP, MultiViewVideo, rescue_video, save_video_or_rescue, views_to_grid
+from ..vividzoo_core.settings import FPS, VIEWS
+from .inputs import numbers_in_range, setting_input, views_input
 from .types import Cameras
 
 
@@ -31,10 +33,6 @@ def split_views(images: torch.Tensor, views: int) -> torch.Tensor:
             f"number of camera views the images were made with"
         )
     return VideoLayout(views, images.shape[0] // views).split(images)[0]
-
-
-def _views_input() -> io.Int.Input:
-    return io.Int.Input("views", default=4, min=1, max=16, tooltip="Camera views in the batch (as in the latent).")
 
 
 class MultiViewVideoCombine(io.ComfyNode):
@@ -52,8 +50,8 @@ class MultiViewVideoCombine(io.ComfyNode):
             ),
             inputs=[
                 io.Image.Input("images", tooltip="views x frames images, frame by frame (VAE Decode output)."),
-                _views_input(),
-                io.Float.Input("fps", default=8.0, min=1.0, max=120.0, step=1.0, tooltip="Frames per second."),
+                views_input(),
+                setting_input(FPS),
                 io.String.Input("filename_prefix", default="VividZoo/video",
                                 tooltip="File name prefix in the output folder; may contain subfolders."),
                 io.Boolean.Input("save_view_videos", default=True, tooltip="Also save one MP4 per view."),
@@ -77,37 +75,34 @@ class MultiViewVideoCombine(io.ComfyNode):
     @classmethod
     def execute(cls, images: torch.Tensor, views: int, fps: float, filename_prefix: str, save_view_videos: bool,
                 save_frames: bool, cameras=None) -> io.NodeOutput:
-        frames = split_views(images, views)
+        frames = split_views(images, views)[..., :3]
         rig = cameras.for_layout(VideoLayout(views, frames.shape[0])) if cameras is not None else None
-        grid = views_to_grid(frames)
+        video = MultiViewVideo(frames, rig, fps)
+        options = {"view_videos": save_view_videos, "frames": save_frames, "metadata": cls._metadata(),
+                   "exif": cls._webp_exif()}
         try:
-            preview = cls._save(frames, grid, rig, fps, filename_prefix, save_view_videos, save_frames)
-        except Exception as error:  # any writer failure (OSError, PyAV, Pillow): keep the finished frames
-            where = rescue_frames(frames, rescue_folder() / "frames.npz", rig, fps)
-            raise VividZooError(f"could not save the video ({type(error).__name__}: {error}); {where}") from error
-        video = InputImpl.VideoFromComponents(Types.VideoComponents(images=grid, frame_rate=Fraction(round(fps * 1000), 1000)))
-        return io.NodeOutput(grid, video, ui=ui.SavedImages([preview], is_animated=True))
+            folder, subfolder = cls._new_output_folder(filename_prefix, frames)
+        except Exception as error:  # e.g. a prefix that leaves the output folder: still keep the finished video
+            raise VividZooError(f"could not save the video ({error}); {rescue_video(video, **options)}") from error
+        save_video_or_rescue(video, folder, **options)
+        grid = views_to_grid(frames)
+        grid_video = InputImpl.VideoFromComponents(
+            Types.VideoComponents(images=grid, frame_rate=Fraction(round(fps * 1000), 1000)))
+        preview = ui.SavedResult(GRID_WEBP, subfolder, io.FolderType.output)
+        return io.NodeOutput(grid, grid_video, ui=ui.SavedImages([preview], is_animated=True))
 
-    @classmethod
-    def _save(cls, frames: torch.Tensor, grid: torch.Tensor, rig: CameraRig | None, fps: float, filename_prefix: str,
-              save_view_videos: bool, save_frames: bool) -> dict:
-        preview = ui.ImageSaveHelper.save_animated_webp(grid, filename_prefix, io.FolderType.output, cls, fps,
-                                                        False, 90, 4)
-        folder = os.path.join(folder_paths.get_output_directory(), preview.get("subfolder", ""))
-        base = os.path.join(folder, preview["filename"][: -len(".webp")])
-        metadata = cls._metadata()
-        write_mp4(base + "grid.mp4", iter(grid), fps, metadata=metadata)
-        if save_view_videos:
-            for v in range(frames.shape[1]):
-                write_mp4(f"{base}view{v:02d}.mp4", iter(frames[:, v]), fps, metadata=metadata)
-        if rig is not None:
-            rig.save(base + "cameras.json")
-        if save_frames:
-            cls._save_frames(frames, base + "frames", rig)
-        return preview
+    @staticmethod
+    def _new_output_folder(filename_prefix: str, frames: torch.Tensor) -> tuple[str, str]:
+        """A new numbered folder ``<prefix>_00001_`` in the output folder (ComfyUI's counter) and its subfolder."""
+        output = folder_paths.get_output_directory()
+        parent, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, output, frames.shape[3], frames.shape[2])
+        folder_name = f"{name}_{counter:05}_"
+        return os.path.join(parent, folder_name), os.path.join(subfolder, folder_name)
 
     @classmethod
     def _metadata(cls) -> dict[str, str]:
+        """The prompt and the workflow, as MP4 tags (what ComfyUI's own video saver embeds)."""
         if args.disable_metadata:
             return {}
         metadata = {"prompt": json.dumps(cls.hidden.prompt)} if cls.hidden.prompt is not None else {}
@@ -115,20 +110,17 @@ class MultiViewVideoCombine(io.ComfyNode):
             metadata[key] = json.dumps(value)
         return metadata
 
-    @staticmethod
-    def _save_frames(frames: torch.Tensor, folder: str, rig: CameraRig | None) -> None:
-        from PIL import Image
-
-        from ..vividzoo_core.video import to_uint8
-
-        os.makedirs(os.path.join(folder, "frames"), exist_ok=True)
-        for f in range(frames.shape[0]):
-            for v in range(frames.shape[1]):
-                Image.fromarray(to_uint8(frames[f, v, ..., :3])).save(os.path.join(folder, frame_name(f, v)))
-        if rig is not None:
-            data = transforms_json(rig, frames.shape[3], frames.shape[2], frame_name)
-            with open(os.path.join(folder, "transforms.json"), "w") as handle:
-                json.dump(data, handle, indent=1)
+    @classmethod
+    def _webp_exif(cls) -> Image.Exif | None:
+        """The prompt and the workflow in the WebP's EXIF, where ComfyUI's animated WebP saver puts them."""
+        if args.disable_metadata:
+            return None
+        exif = Image.Exif()
+        if cls.hidden.prompt is not None:
+            exif[0x0110] = f"prompt:{json.dumps(cls.hidden.prompt)}"  # EXIF Model
+        for offset, (key, value) in enumerate((cls.hidden.extra_pnginfo or {}).items()):
+            exif[0x010F - offset] = f"{key}:{json.dumps(value)}"  # EXIF Make, then the tags before it
+        return exif
 
 
 class SelectView(io.ComfyNode):
@@ -142,8 +134,8 @@ class SelectView(io.ComfyNode):
                         "video node (Save Video, Video Combine, interpolators).",
             inputs=[
                 io.Image.Input("images", tooltip="views x frames images, frame by frame."),
-                _views_input(),
-                io.Int.Input("view", default=0, min=0, max=15, tooltip="Which view, from 0."),
+                views_input(),
+                io.Int.Input("view", default=0, min=0, max=VIEWS.high - 1, tooltip="Which view, from 0."),
             ],
             outputs=[io.Image.Output(tooltip="The frames of that view.")],
         )
@@ -165,8 +157,8 @@ class ViewsToGrid(io.ComfyNode):
             description="One image per frame with all views side by side (a near-square grid for more than 4).",
             inputs=[
                 io.Image.Input("images", tooltip="views x frames images, frame by frame."),
-                _views_input(),
-                io.Int.Input("columns", default=0, min=0, max=16, tooltip="Views per row; 0 = automatic."),
+                views_input(),
+                io.Int.Input("columns", default=0, min=0, max=VIEWS.high, tooltip="Views per row; 0 = automatic."),
             ],
             outputs=[io.Image.Output(tooltip="One grid image per frame.")],
         )

@@ -18,20 +18,36 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .cameras import CameraRig, transforms_json
+from .cameras import CAMERAS_FILE, CameraRig, transforms_json
 from .errors import VividZooError
+from .settings import FPS
 
-DEFAULT_FPS = 8
+DEFAULT_FPS = FPS.default
+# The files of one saved video, the same from the command line and from ComfyUI's Combine node.
+GRID_MP4 = "grid.mp4"
+GRID_WEBP = "grid.webp"
+TRANSFORMS_FILE = "transforms.json"
 INFO_FILE = "info.json"
+FRAMES_FOLDER = "frames"
+
+
+def view_video_name(view: int) -> str:
+    return f"view_{view:02d}.mp4"
+
+
+def frame_name(frame: int, view: int) -> str:
+    return f"{FRAMES_FOLDER}/f{frame:03d}_v{view:02d}.png"
 
 
 @dataclass
 class MultiViewVideo:
     frames: torch.Tensor
     """``(frames, views, H, W, 3)`` float in [0, 1]."""
-    cameras: CameraRig
+    cameras: CameraRig | None
+    """The cameras of every view and frame; None when unknown (nothing camera-related is written then)."""
     fps: float = DEFAULT_FPS
     info: dict = field(default_factory=dict)
+    """The settings that made it: written as ``info.json`` and as the MP4s' ``comment``."""
 
     @property
     def frame_count(self) -> int:
@@ -104,55 +120,72 @@ def write_webp(path: str | Path, frames: Iterable[torch.Tensor], fps: float = DE
     return Path(path)
 
 
-def frame_name(frame: int, view: int) -> str:
-    return f"frames/f{frame:03d}_v{view:02d}.png"
+def save_video(video: MultiViewVideo, out_dir: str | Path, *, view_videos: bool = True, frames: bool = True,
+               metadata: dict[str, str] | None = None, exif: Image.Exif | bytes | None = None) -> dict[str, Path]:
+    """Writes one multi-view video into ``out_dir`` under the names above.
 
-
-def save_video(video: MultiViewVideo, out_dir: str | Path) -> dict[str, Path]:
-    """Writes ``grid.mp4``, ``grid.webp``, ``view_XX.mp4``, ``frames/*.png``, ``cameras.json``, ``transforms.json``
-    and, when the video has settings, ``info.json`` (the same JSON as the MP4's ``comment``, for ``vividzoo eval``)."""
+    Always ``grid.mp4`` (views side by side) and ``grid.webp`` (animated preview); with ``view_videos``
+    ``view_XX.mp4``; with ``frames`` every frame as ``frames/fFFF_vVV.png``, plus ``transforms.json`` when
+    the cameras are known; ``cameras.json`` when they are known; ``info.json`` when the video has settings.
+    ``metadata`` adds MP4 tags (ComfyUI: the workflow) and ``exif`` goes into the WebP.
+    """
     out = Path(out_dir)
-    (out / "frames").mkdir(parents=True, exist_ok=True)
-    frames, fps = video.frames, video.fps
-    comment = {"comment": json.dumps(video.info)} if video.info else None
+    out.mkdir(parents=True, exist_ok=True)
+    tags = {"comment": json.dumps(video.info)} if video.info else {}
+    tags.update(metadata or {})
+    fps, count = video.fps, video.frame_count
     written = {
-        "grid_mp4": write_mp4(out / "grid.mp4", _grid_frames(frames), fps, metadata=comment),
-        "grid_webp": write_webp(out / "grid.webp", _grid_frames(frames), fps),
+        "grid_mp4": write_mp4(out / GRID_MP4, _grid_frames(video.frames), fps, metadata=tags),
+        "grid_webp": write_webp(out / GRID_WEBP, _grid_frames(video.frames), fps, exif=exif),
     }
-    for v in range(video.views):
-        written[f"view_{v:02d}"] = write_mp4(out / f"view_{v:02d}.mp4", (frames[f, v] for f in range(video.frame_count)), fps)
-    for f in range(video.frame_count):
+    if view_videos:
         for v in range(video.views):
-            Image.fromarray(to_uint8(frames[f, v])).save(out / frame_name(f, v))
-    rig = video.cameras
-    rig.save(out / "cameras.json")
-    height, width = frames.shape[2:4]
-    transforms = transforms_json(rig, width, height, frame_name)
-    (out / "transforms.json").write_text(json.dumps(transforms, indent=1))
-    written.update(frames=out / "frames", cameras=out / "cameras.json", transforms=out / "transforms.json")
+            frames_of_view = (video.frames[f, v] for f in range(count))
+            written[f"view_{v:02d}"] = write_mp4(out / view_video_name(v), frames_of_view, fps, metadata=tags)
+    if frames:
+        (out / FRAMES_FOLDER).mkdir(exist_ok=True)
+        for f in range(count):
+            for v in range(video.views):
+                Image.fromarray(to_uint8(video.frames[f, v])).save(out / frame_name(f, v))
+        written["frames"] = out / FRAMES_FOLDER
+    if video.cameras is not None:
+        video.cameras.save(out / CAMERAS_FILE)
+        written["cameras"] = out / CAMERAS_FILE
+        if frames:
+            height, width = video.frames.shape[2:4]
+            transforms = transforms_json(video.cameras, width, height, frame_name)
+            (out / TRANSFORMS_FILE).write_text(json.dumps(transforms, indent=1))
+            written["transforms"] = out / TRANSFORMS_FILE
     if video.info:
         (out / INFO_FILE).write_text(json.dumps(video.info, indent=1))
         written["info"] = out / INFO_FILE
     return written
 
 
-def save_video_or_rescue(video: MultiViewVideo, out_dir: str | Path) -> dict[str, Path]:
-    """:func:`save_video`; if writing fails, the video is saved in a new folder of the temp dir instead.
+def save_video_or_rescue(video: MultiViewVideo, out_dir: str | Path, **options) -> dict[str, Path]:
+    """:func:`save_video` (same ``options``); if writing fails, the video is saved in a new temp folder instead.
 
     Raises a VividZooError that says what failed and where the video is: written in full there, or,
     if the writers fail there too, as ``frames.npz`` (see :func:`rescue_frames`).
     """
     try:
-        return save_video(video, out_dir)
+        return save_video(video, out_dir, **options)
     except Exception as error:  # any writer failure (OSError, PyAV, Pillow): keep the finished work
         problem = f"could not write the outputs to {out_dir} ({type(error).__name__}: {error})"
+    raise VividZooError(f"{problem}; {rescue_video(video, **options)}")
+
+
+def rescue_video(video: MultiViewVideo, **options) -> str:
+    """Saves a finished video that could not be written where it was asked in a new temp folder; says where.
+
+    Written in full by :func:`save_video` there, or, if the writers fail there too, as ``frames.npz``.
+    """
     rescue = rescue_folder()
     try:
-        save_video(video, rescue)
-        where = f"the finished video was written to {rescue} instead"
-    except Exception:
-        where = rescue_frames(video.frames, rescue / "frames.npz", video.cameras, video.fps, video.info)
-    raise VividZooError(f"{problem}; {where}")
+        save_video(video, rescue, **options)
+        return f"the finished video was written to {rescue} instead"
+    except Exception:  # the writers fail anywhere (a codec error): keep the frames without them
+        return rescue_frames(video.frames, rescue / "frames.npz", video.cameras, video.fps, video.info)
 
 
 def rescue_folder() -> Path:

@@ -13,9 +13,13 @@ import shutil
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from test_server import graph
+
+from vividzoo_core.cameras import CAMERAS_FILE
+from vividzoo_core.video import GRID_MP4, GRID_WEBP, view_video_name
 
 NODE_IDS = {"VividZoo_MVDreamCheckpointLoader": "1", "VividZoo_MotionModuleLoader": "4",
             "VividZoo_AlignmentLoader": "5", "VividZoo_OrbitCameras": "6", "VividZoo_EmptyMultiViewVideoLatent": "7",
@@ -23,10 +27,10 @@ NODE_IDS = {"VividZoo_MVDreamCheckpointLoader": "1", "VividZoo_MotionModuleLoade
 BAD_TEXT = {"filename_prefix": ["../../outside_the_output_folder"]}
 
 
-def rescued_frames(message: str) -> Path | None:
-    """The .npz in the temp dir where a failed save kept the frames, if the message names one."""
-    found = re.search(r"saved in (\S+\.npz)", message)
-    return Path(found[1]) if found else None
+def rescued_folder(message: str) -> Path | None:
+    """The temp folder where a failed save kept the video (in full, or as frames.npz), if the message names one."""
+    found = re.search(r"written to (\S+) instead|saved in (\S+)/frames\.npz", message)
+    return Path(found[1] or found[2]) if found else None
 
 
 def bad_values(spec: list) -> list:
@@ -77,8 +81,8 @@ def test_bad_widget_values_are_node_errors(comfy_server, object_info):
             failures.append(f"{node_type}.{name}={value!r}: {errors[0]['node_type']} failed with "
                             f"{errors[0]['exception_type']}: {errors[0]['exception_message']}")
         for error in errors:
-            if rescued_frames(error["exception_message"]):
-                shutil.rmtree(rescued_frames(error["exception_message"]).parent)
+            if rescued_folder(error["exception_message"]):
+                shutil.rmtree(rescued_folder(error["exception_message"]))
     assert checked > 40
     assert not failures, "\n".join(failures)
     assert "VividZoo_Sampler" in comfy_server.get("/object_info/VividZoo_Sampler")
@@ -104,7 +108,10 @@ def test_combine_keeps_the_frames_when_saving_fails(comfy_server):
     assert errors and errors[0]["node_type"] == "VividZoo_MultiViewVideoCombine", entry["status"]
     message = errors[0]["exception_message"]
     assert message.startswith("could not save the video"), message
-    rescued = rescued_frames(message)
-    frames = np.load(rescued)["frames"]
-    shutil.rmtree(rescued.parent)
-    assert frames.shape == (2, 4, 64, 64, 3) and frames.dtype == np.uint8 and frames.std() > 0
+    rescued = rescued_folder(message)
+    with av.open(str(rescued / GRID_MP4)) as container:  # the whole video, written where it could be
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    names = {path.name for path in rescued.iterdir()}
+    shutil.rmtree(rescued)
+    assert frames.shape == (2, 64, 4 * 64, 3) and frames.std() > 0
+    assert {GRID_WEBP, CAMERAS_FILE, *map(view_video_name, range(4))} <= names

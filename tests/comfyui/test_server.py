@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import av
 import pytest
 
 from comfyui_harness import ALIGNMENT_NAME, LORA_NAME, MOTION_NAME, MVDREAM_NAME, PLAIN_SD_NAME
+
+from vividzoo_core.cameras import CAMERAS_FILE
+from vividzoo_core.settings import STEPS
+from vividzoo_core.video import GRID_MP4, GRID_WEBP, view_video_name
 
 EXPECTED_NODES = {
     "VividZoo_MVDreamCheckpointLoader", "VividZoo_MotionModuleLoader", "VividZoo_AlignmentLoader",
@@ -60,7 +63,7 @@ def error_message(entry: dict) -> str:
 
 def saved_grid_frames(server, entry: dict, node: str = "11") -> int:
     preview = entry["outputs"][node]["images"][0]
-    path = server.base / "output" / preview["subfolder"] / preview["filename"].replace("_.webp", "_grid.mp4")
+    path = server.base / "output" / preview["subfolder"] / GRID_MP4
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
 
@@ -83,14 +86,15 @@ def test_text_to_multiview_video_runs(comfy_server, sampler):
     assert entry["status"]["status_str"] == "success", error_message(entry)
     assert saved_grid_frames(comfy_server, entry) == 5
     preview = entry["outputs"]["11"]["images"][0]
-    webp = comfy_server.base / "output" / preview["subfolder"] / preview["filename"]
-    with av.open(str(webp).replace("_.webp", "_grid.mp4")) as container:
+    folder = comfy_server.base / "output" / preview["subfolder"]
+    # One folder per video, with the same file names as `vividzoo generate` writes.
+    assert preview["filename"] == GRID_WEBP and folder.name == f"{sampler}_00001_"
+    with av.open(str(folder / GRID_MP4)) as container:
         assert '"VividZoo_MVDreamCheckpointLoader"' in container.metadata["prompt"]  # the run's graph, embedded
     from PIL import Image
 
-    assert any(str(v).startswith("prompt:") for v in Image.open(webp).getexif().values())
-    assert (webp.parent / preview["filename"].replace("_.webp", "_view03.mp4")).exists()
-    assert (webp.parent / preview["filename"].replace("_.webp", "_cameras.json")).exists()
+    assert any(str(v).startswith("prompt:") for v in Image.open(folder / GRID_WEBP).getexif().values())
+    assert {p.name for p in folder.iterdir()} == {GRID_MP4, GRID_WEBP, CAMERAS_FILE, *map(view_video_name, range(4))}
 
 
 def test_long_video_uses_context_windows(comfy_server):
@@ -106,7 +110,8 @@ def test_long_video_uses_context_windows(comfy_server):
         ({"motion": MVDREAM_NAME}, None, None),  # not in the motion folder: refused at validation
         ({"views": 3, "frames": 5}, "KSampler", "15 images, not a whole number of frames of 4 views"),
         ({"frames": 40}, "KSampler", "40 frames is more than the motion module sees at once"),
-        ({"frames": 40, "sampler": "vividzoo", "context_frames": 40}, "VividZoo_Sampler", "longer than the motion module's limit"),
+        ({"frames": 40, "sampler": "vividzoo", "context_frames": 30, "motion": "mm_sd_v15.ckpt"}, "VividZoo_Sampler",
+         "longer than the motion module's limit of 24"),
     ],
 )
 def test_bad_inputs_are_node_errors_and_the_server_keeps_serving(comfy_server, change, node, message):
@@ -120,7 +125,7 @@ def test_bad_inputs_are_node_errors_and_the_server_keeps_serving(comfy_server, c
 
 
 def test_cancel_stops_a_run_promptly(comfy_server):
-    prompt_id, refused = comfy_server.queue(graph(frames=4, steps=10000, sampler="vividzoo", prefix="VividZoo/cancel"))
+    prompt_id, refused = comfy_server.queue(graph(frames=4, steps=STEPS.high, sampler="vividzoo", prefix="VividZoo/cancel"))
     assert refused is None
     deadline = time.time() + 120
     while time.time() < deadline and not comfy_server.get("/queue")["queue_running"]:

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import av
 import pytest
 from comfyui_harness import REPO, comfy_run
+from vividzoo_core.video import GRID_MP4, GRID_WEBP
 from workflow_schema import SNAPSHOT, WORKFLOWS, load, normalise, shipped_workflows, widgets
 
 LIMIT_FRAMES = 32  # AnimateDiff v2's position encoding
@@ -65,11 +66,11 @@ def run_small_copy(comfy_server, tmp_path, path, workflow):
     assert envelope["returncode"] == 0 and envelope.get("ok"), envelope
     files = [parse_qs(urlparse(url).query) for url in envelope["data"]["outputs"]]
     previews = [comfy_server.base / f["type"][0] / f.get("subfolder", [""])[0] / f["filename"][0]
-                for f in files if f["filename"][0].endswith("_.webp")]
+                for f in files if f["filename"][0] == GRID_WEBP]
     combines = [n for n in workflow["nodes"] if n["type"] == "VividZoo_MultiViewVideoCombine"]
     assert len(previews) == len(combines) >= 1, envelope["data"]["outputs"]
     for preview in previews:
-        with av.open(str(preview).replace("_.webp", "_grid.mp4")) as container:
+        with av.open(str(preview.with_name(GRID_MP4))) as container:
             assert sum(1 for _ in container.decode(video=0)) == frames
 
 
