@@ -5,12 +5,13 @@ For bench scripts run with ComfyUI's Python (which has ComfyUI's packages and th
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the shared custom-node loader
+from custom_nodes import import_custom_nodes  # noqa: E402
 
 
 def start_comfyui(comfyui: Path, gpu: bool, pytorch_attention: bool = True) -> ModuleType:
@@ -24,9 +25,4 @@ def start_comfyui(comfyui: Path, gpu: bool, pytorch_attention: bool = True) -> M
 
     args.cpu = not gpu
     args.use_pytorch_cross_attention = pytorch_attention
-    spec = importlib.util.spec_from_file_location("vividzoo_pack", REPO / "__init__.py",
-                                                  submodule_search_locations=[str(REPO)])
-    pack = importlib.util.module_from_spec(spec)
-    sys.modules["vividzoo_pack"] = pack
-    spec.loader.exec_module(pack)
-    return pack
+    return import_custom_nodes(REPO)

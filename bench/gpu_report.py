@@ -37,11 +37,12 @@ sys.path.insert(0, str(REPO))  # this checkout's code, also under ComfyUI's Pyth
 import torch  # noqa: E402
 
 from vividzoo_core.cameras import orbit  # noqa: E402
-from vividzoo_core.cli_options import existing_dir, positive_int  # noqa: E402
+from vividzoo_core.commands.options import existing_dir, positive_int  # noqa: E402
 from vividzoo_core.data.toy import make_toy_dataset  # noqa: E402
 from vividzoo_core.diffusers_host import decode_latents, quiet_diffusers  # noqa: E402
 from vividzoo_core.memory import GB, describe_estimate  # noqa: E402
-from vividzoo_core.pipeline import GenerationSettings, VividZooPipeline  # noqa: E402
+from vividzoo_core.pipeline import VividZooPipeline  # noqa: E402
+from vividzoo_core.settings import GenerationSettings  # noqa: E402
 from vividzoo_core.synthetic_weights import RandomWeights, write_test_weights  # noqa: E402
 from vividzoo_core.training.config import config_from_dict  # noqa: E402
 from vividzoo_core.training.trainer import Trainer  # noqa: E402
@@ -138,6 +139,12 @@ def sample_row(path: str, precision: str, plan: Plan, denoise: Callable[[Generat
 
 
 def standalone_rows(files: RandomWeights, precision: str, plan: Plan, device: Device, with_ratio: bool) -> list[Row]:
+    rows = _standalone_rows(files, precision, plan, device, with_ratio)
+    device.reset_peak()  # the pipeline is freed once _standalone_rows returns
+    return rows
+
+
+def _standalone_rows(files: RandomWeights, precision: str, plan: Plan, device: Device, with_ratio: bool) -> list[Row]:
     pipe = VividZooPipeline.from_files(files.mvdream, files.motion["v2"], None, str(device.torch), precision,
                                        log=lambda message: None)
     rig = orbit(plan.paper.views)
@@ -145,8 +152,6 @@ def standalone_rows(files: RandomWeights, precision: str, plan: Plan, device: De
                        lambda latents: decode_latents(pipe.vae, latents), device)]
     if with_ratio:
         rows.append(shape_ratio_row(pipe, precision, plan, device))
-    del pipe
-    device.reset_peak()
     return rows
 
 
@@ -172,37 +177,41 @@ def comfyui_rows(comfyui: Path, files: RandomWeights, precisions: list[str], pla
 
     start_comfyui(comfyui, gpu=device.cuda)
     import comfy.model_management as mm
-    import comfy.sample
     import folder_paths
+
+    folder_paths.add_model_folder_path("animatediff_models", str(files.motion["v2"].parent))
+    rows = []
+    for precision in precisions:
+        rows.append(_comfyui_row(files, precision, plan, device))  # its models are freed when it returns
+        mm.unload_all_models()
+        mm.soft_empty_cache()
+    return rows
+
+
+def _comfyui_row(files: RandomWeights, precision: str, plan: Plan, device: Device) -> Row:
+    import comfy.sample
     from comfy.cli_args import args as comfy_args
     from vividzoo_pack.nodes.loaders import MotionModuleLoader
     from vividzoo_pack.nodes.mvdream_model import load_mvdream_model
     from vividzoo_pack.nodes.patching import patch_vividzoo
     from vividzoo_pack.vividzoo_core.cameras import orbit as pack_orbit
 
-    folder_paths.add_model_folder_path("animatediff_models", str(files.motion["v2"].parent))
-    rows = []
-    for precision in precisions:
-        for part in ("unet", "vae"):  # read when the models load
-            setattr(comfy_args, f"fp16_{part}", precision == "fp16")
-            setattr(comfy_args, f"bf16_{part}", precision == "bf16")
-        model, clip, vae, _ = load_mvdream_model(str(files.mvdream))
-        motion = MotionModuleLoader.execute(files.motion["v2"].name).args[0]
-        patched = patch_vividzoo(model, pack_orbit(plan.paper.views), motion, None, "linear")
-        positive = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
-        negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+    for part in ("unet", "vae"):  # read when the models load
+        setattr(comfy_args, f"fp16_{part}", precision == "fp16")
+        setattr(comfy_args, f"bf16_{part}", precision == "bf16")
+    model, clip, vae, _ = load_mvdream_model(str(files.mvdream))
+    motion = MotionModuleLoader.execute(files.motion["v2"].name).args[0]
+    patched = patch_vividzoo(model, pack_orbit(plan.paper.views), motion, None, "linear")
+    positive = clip.encode_from_tokens_scheduled(clip.tokenize(PROMPT))
+    negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
 
-        def denoise(settings: GenerationSettings) -> torch.Tensor:
-            latent = torch.zeros(settings.views * settings.frames, 4, settings.height // 8, settings.width // 8)
-            noise = comfy.sample.prepare_noise(latent, settings.seed)
-            return comfy.sample.sample(patched, noise, settings.steps, settings.cfg, "ddim", "ddim_uniform",
-                                       positive, negative, latent, disable_pbar=True, seed=settings.seed)
+    def denoise(settings: GenerationSettings) -> torch.Tensor:
+        latent = torch.zeros(settings.views * settings.frames, 4, settings.height // 8, settings.width // 8)
+        noise = comfy.sample.prepare_noise(latent, settings.seed)
+        return comfy.sample.sample(patched, noise, settings.steps, settings.cfg, "ddim", "ddim_uniform",
+                                   positive, negative, latent, disable_pbar=True, seed=settings.seed)
 
-        rows.append(sample_row("ComfyUI", precision, plan, denoise, vae.decode, device))
-        del model, clip, vae, patched
-        mm.unload_all_models()
-        mm.soft_empty_cache()
-    return rows
+    return sample_row("ComfyUI", precision, plan, denoise, vae.decode, device)
 
 
 def training_row(files: RandomWeights, folder: Path, plan: Plan, device: Device) -> Row:

@@ -19,7 +19,6 @@ widths only), so on a CPU each step takes tens of seconds: keep --rounds small.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -27,16 +26,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the shared custom-node loader
+from custom_nodes import import_custom_nodes  # noqa: E402
+
 ADE_FOLDER = "ComfyUI-AnimateDiff-Evolved"
-
-
-def _import_package(name: str, folder: Path):
-    """Imports a custom-node folder as a package, the way ComfyUI loads custom nodes."""
-    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py", submodule_search_locations=[str(folder)])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[name] = package
-    spec.loader.exec_module(package)
-    return package
 
 
 def main() -> None:
@@ -69,7 +62,7 @@ def main() -> None:
     import folder_paths
     import torch
 
-    _import_package("vividzoo_pack", REPO)
+    import_custom_nodes(REPO)
     from vividzoo_pack.nodes.loaders import MotionModuleLoader
     from vividzoo_pack.nodes.mvdream_model import load_mvdream_model
     from vividzoo_pack.nodes.patching import patch_vividzoo
@@ -79,7 +72,7 @@ def main() -> None:
     folder = tempfile.TemporaryDirectory()
     files = write_test_weights(folder.name, full_size=True)  # AnimateDiff-Evolved builds SD 1.5 widths only
     folder_paths.add_model_folder_path("animatediff_models", folder.name)
-    ade_nodes = _import_package("animatediff_evolved", args.animatediff_evolved).NODE_CLASS_MAPPINGS
+    ade_nodes = import_custom_nodes(args.animatediff_evolved, "animatediff_evolved").NODE_CLASS_MAPPINGS
 
     mvdream, clip, _, checkpoint = load_mvdream_model(str(files.mvdream), with_vae=False)
     motion_name = files.motion["v2"].name

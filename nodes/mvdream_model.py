@@ -26,11 +26,10 @@ import folder_paths
 import torch
 
 from ..vividzoo_core.checkpoints import SD15, MVDreamCheckpoint, load_mvdream
-from ..vividzoo_core.checkpoints.mvdream import TextEncoderShape, VaeShape
+from ..vividzoo_core.checkpoints.mvdream import (
+    CAMERA_INPUTS, UNET_PREFIX, TextEncoderShape, VaeShape, camera_as_adm,
+)
 from ..vividzoo_core.errors import CheckpointError
-
-UNET_PREFIX = "model.diffusion_model."
-CAMERA_INPUTS = 16
 
 
 class MVDreamSD15(comfy.supported_models.SD15):
@@ -56,7 +55,7 @@ def is_mvdream_model(model) -> bool:
 def load_mvdream_model(path: str, with_clip: bool = True, with_vae: bool = True):
     """``(ModelPatcher, CLIP | None, VAE | None, MVDreamCheckpoint)`` from an MVDream file."""
     checkpoint = load_mvdream(path)
-    unet_weights = {UNET_PREFIX + k.replace("camera_embed.", "label_emb.0.", 1): v for k, v in checkpoint.unet.items()}
+    unet_weights = {UNET_PREFIX + camera_as_adm(k): v for k, v in checkpoint.unet.items()}
     config_class = MVDreamSD15 if checkpoint.family == SD15 else MVDreamSD21
     model_config = config_class(comfy.model_detection.detect_unet_config(unet_weights, UNET_PREFIX))
     model_config.unet_shape = checkpoint.unet_shape

@@ -31,6 +31,7 @@ from comfy.ldm.modules.attention import SpatialTransformer, optimized_attention
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 
 from ..vividzoo_core.cameras import CameraRig
+from ..vividzoo_core.checkpoints.motion import split_site
 from ..vividzoo_core.compat import check_pairing
 from ..vividzoo_core.context_windows import frame_windows, window_weights
 from ..vividzoo_core.errors import VividZooError
@@ -274,11 +275,10 @@ def _remove_motion_modules(unet) -> None:
 
 def _host_block(unet, site: str):
     """The LDM block of a motion-module site: down i/j -> input_blocks[3i+j+1], up i/j -> output_blocks[3i+j]."""
-    part, _, index = site.partition(".motion_modules.")
-    if part == "mid_block":
+    kind, level, index = split_site(site)
+    if kind == "mid_block":
         return unet.middle_block
-    kind, block = part.split(".")
-    position = 3 * int(block) + int(index)
+    position = 3 * level + index
     return unet.input_blocks[position + 1] if kind == "down_blocks" else unet.output_blocks[position]
 
 

@@ -18,11 +18,10 @@ import sys
 import types
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator
 
-REPO = Path(__file__).resolve().parents[1]
-PACKAGE = "vividzoo_pack"
+from custom_nodes import PACK_PACKAGE as PACKAGE
+from custom_nodes import REPO, import_custom_nodes
 
 
 class _Anything:
@@ -213,12 +212,7 @@ def pack_with_fake_comfyui(snapshot: dict[str, Any]) -> Iterator[types.ModuleTyp
     sys.meta_path.insert(0, finder)
     sys.modules.update(_modules(snapshot))
     try:
-        spec = importlib.util.spec_from_file_location(PACKAGE, REPO / "__init__.py",
-                                                      submodule_search_locations=[str(REPO)])
-        pack = importlib.util.module_from_spec(spec)
-        sys.modules[PACKAGE] = pack
-        spec.loader.exec_module(pack)
-        yield pack
+        yield import_custom_nodes(REPO, PACKAGE)
     finally:
         sys.meta_path.remove(finder)
         for name in set(sys.modules) - before:

@@ -18,7 +18,8 @@ from vividzoo_core.data.frames import prepare_image
 from vividzoo_core.data.mv_video import import_mv_video
 from vividzoo_core.data.overlay import camera_overlay
 from vividzoo_core.data.reader import scan_dataset
-from vividzoo_core.data.toy import Primitive, project, render
+from vividzoo_core.cameras import project
+from vividzoo_core.data.toy import Primitive, render
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.video import write_mp4
 

@@ -29,7 +29,7 @@ from vividzoo_core.data.render.batch import find_assets, load_captions, render_a
 from vividzoo_core.data.shards import Shard
 from vividzoo_core.data.render.sample_asset import ACTIONS, marker_centres
 from vividzoo_core.data.render.settings import RenderSettings, object_draws
-from vividzoo_core.data.toy import project
+from vividzoo_core.cameras import project
 from vividzoo_core.errors import VividZooError
 
 HAVE_BPY = importlib.util.find_spec("bpy") is not None

@@ -8,8 +8,10 @@ import numpy as np
 from PIL import Image
 
 from vividzoo_core.cameras import load_cameras, transforms_json
-from vividzoo_core.data.format import CAMERAS_FILE, CAPTION_FILE, frame_path, view_folder
-from vividzoo_core.data.toy import MOTIONS, Primitive, make_toy_dataset, project, write_object
+from vividzoo_core.cameras import CAMERAS_FILE
+from vividzoo_core.data.format import CAPTION_FILE, frame_path, view_folder
+from vividzoo_core.cameras import project
+from vividzoo_core.data.toy import MOTIONS, Primitive, make_toy_dataset, write_object
 
 RED = (1.0, 0.1, 0.1)
 SIZE = 64

@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,8 @@ from .layout import VideoLayout
 OPENGL_TO_BLENDER = np.array(
     [[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64
 )
+CAMERAS_FILE = "cameras.json"
+"""The file name of a rig in our camera format, in a dataset object and beside a generated video."""
 CAMERA_FORMAT = "vividzoo-cameras"
 CAMERA_FORMAT_VERSION = 1
 CONVENTION = (
@@ -207,6 +209,31 @@ def cameras_from_json(data: Any, source: str = "camera JSON") -> CameraRig:
     )
 
 
+def focal_length(size: float, fov_degrees: float = DEFAULT_FOV_DEGREES) -> float:
+    """Focal length in pixels of a pinhole camera whose field of view spans ``size`` pixels."""
+    return 0.5 * size / math.tan(0.5 * math.radians(fov_degrees))
+
+
+def pinhole(camera_to_world_unit: np.ndarray, size: int, radius: float = DEFAULT_RADIUS,
+            fov_degrees: float = DEFAULT_FOV_DEGREES) -> tuple[np.ndarray, np.ndarray, float]:
+    """A unit-distance camera moved out to ``radius``: its position, rotation (camera to world) and focal length."""
+    matrix = np.asarray(camera_to_world_unit, dtype=np.float64)
+    return radius * matrix[:3, 3], matrix[:3, :3], focal_length(size, fov_degrees)
+
+
+def project(
+    point_world: Sequence[float],
+    camera_to_world_unit: np.ndarray,
+    size: int,
+    radius: float = DEFAULT_RADIUS,
+    fov_degrees: float = DEFAULT_FOV_DEGREES,
+) -> tuple[float, float]:
+    """Pixel ``(x, y)`` of a world point seen by the camera ``camera_to_world_unit`` moved out to ``radius``."""
+    position, rotation, focal = pinhole(camera_to_world_unit, size, radius, fov_degrees)
+    x, y, z = rotation.T @ (np.asarray(point_world, dtype=np.float64) - position)
+    return size / 2 + focal * x / -z, size / 2 - focal * y / -z
+
+
 def transforms_json(
     rig: CameraRig,
     width: int,
@@ -219,7 +246,7 @@ def transforms_json(
 
     ``file_path(frame, view)`` names each image relative to the JSON file.
     """
-    focal = 0.5 * width / math.tan(0.5 * math.radians(fov_degrees))
+    focal = focal_length(width, fov_degrees)
     frames = []
     for f in range(rig.frames):
         for v in range(rig.views):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .checkpoints.alignment import AlignmentCheckpoint
-from .checkpoints.motion import VERSION_NAMES
+from .checkpoints.motion import VERSION_NAMES, unet_sites
 from .checkpoints.mvdream import FAMILY_NAMES, SD15, UNetShape
 from .errors import VividZooError
 
@@ -18,11 +18,7 @@ TRAINING_FREE_NOTICE = (
 
 def expected_motion_channels(shape: UNetShape) -> dict[str, int]:
     """Width of the UNet at each place a motion module goes (AnimateDiff's layout, mid block included)."""
-    channels = shape.block_channels
-    sites = {f"down_blocks.{i}.motion_modules.{j}": c for i, c in enumerate(channels) for j in range(2)}
-    sites["mid_block.motion_modules.0"] = channels[-1]
-    sites.update({f"up_blocks.{i}.motion_modules.{j}": c for i, c in enumerate(reversed(channels)) for j in range(3)})
-    return sites
+    return unet_sites(shape.block_channels)
 
 
 class MotionModuleInfo(Protocol):

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from .checkpoints.alignment import alignment_checkpoint, save_alignment
-from .checkpoints.motion import POSITION_ENCODING_LENGTHS
+from .checkpoints.motion import POSITION_ENCODING_LENGTHS, unet_sites
 from .checkpoints.mvdream import (
     CLIP_PREFIX, OPEN_CLIP_PREFIX, SD15, SD21, UNET_PREFIX, VAE_PREFIX, TextEncoderShape, UNetShape, VaeShape,
 )
@@ -234,11 +234,7 @@ def motion_module_spec(version: str, block_channels: tuple[int, ...]) -> Spec:
     """AnimateDiff motion-module names: 2 per down level, 3 per up level, plus a mid module in v2."""
     spec: Spec = {}
     pe_length = POSITION_ENCODING_LENGTHS[version]
-    sites = [(f"down_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(block_channels) for j in range(2)]
-    if version == "v2":
-        sites.append(("mid_block.motion_modules.0", block_channels[-1]))
-    sites += [(f"up_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(reversed(block_channels)) for j in range(3)]
-    for site, c in sites:
+    for site, c in unet_sites(block_channels, mid_block=version == "v2").items():
         base = f"{site}.temporal_transformer"
         _norm(spec, f"{base}.norm", c)
         _linear(spec, f"{base}.proj_in", c, c)

@@ -8,19 +8,12 @@ wrappers, injections and conds are the ones a real run uses.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-
-def load_pack(pack_dir: Path):
-    spec = importlib.util.spec_from_file_location("vividzoo_pack", pack_dir / "__init__.py",
-                                                  submodule_search_locations=[str(pack_dir)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vividzoo_pack"] = module
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared custom-node loader
+from custom_nodes import import_custom_nodes  # noqa: E402
 
 
 def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
@@ -32,7 +25,7 @@ def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
     import comfy.samplers
     import torch
 
-    load_pack(Path(pack_dir))
+    import_custom_nodes(Path(pack_dir))
     from vividzoo_pack.nodes.loaders import AlignmentLoader, MotionModuleLoader
     from vividzoo_pack.nodes.mvdream_model import load_mvdream_model
     from vividzoo_pack.nodes.patching import patch_vividzoo

@@ -22,13 +22,12 @@ import torch
 
 from ..errors import CheckpointError, VividZooError
 from .files import LoadedFile, read_checkpoint
-from .motion import VERSION_NAMES
+from .motion import SITE, VERSION_NAMES, has_motion_modules
 
 FORMAT = "vividzoo-alignment"
 FORMAT_VERSION = "1"
 KEY_PATTERN = re.compile(
-    r"^(?P<site>(?:down_blocks\.\d+|up_blocks\.\d+|mid_block)\.motion_modules\.\d+)"
-    r"\.temporal_transformer\.(?P<layer>align_3d_to_2d|align_2d_to_3d)\.(?P<param>weight|bias)$"
+    rf"^(?P<site>{SITE})\.temporal_transformer\.(?P<layer>align_3d_to_2d|align_2d_to_3d)\.(?P<param>weight|bias)$"
 )
 
 
@@ -103,7 +102,7 @@ def load_alignment(path: str | Path) -> AlignmentCheckpoint:
 def parse_alignment(loaded: LoadedFile) -> AlignmentCheckpoint:
     path, meta = loaded.path, loaded.metadata
     if meta.get("format") != FORMAT:
-        if any(".motion_modules." in k and "align_" not in k for k in loaded.tensors):
+        if has_motion_modules(k for k in loaded.tensors if "align_" not in k):
             kind = "an AnimateDiff motion module; load it as the motion module"
         elif any(k.startswith(("model.diffusion_model.", "input_blocks.")) for k in loaded.tensors):
             kind = "a Stable Diffusion / MVDream checkpoint; load it as the MVDream model"

@@ -11,7 +11,7 @@ import torch
 from .alignment import FORMAT as ALIGNMENT_FORMAT
 from .alignment import parse_alignment
 from .files import LoadedFile, read_checkpoint
-from .motion import VERSION_NAMES, parse_motion_module
+from .motion import VERSION_NAMES, has_motion_modules, parse_motion_module
 from .mvdream import FAMILY_NAMES, split_mvdream
 
 
@@ -30,7 +30,7 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
             parameters=alignment.parameter_count,
             info=alignment.info,
         )
-    elif any(".motion_modules." in key for key in loaded.tensors):
+    elif has_motion_modules(loaded.tensors):
         motion = parse_motion_module(loaded)
         report.update(
             kind="motion_module",

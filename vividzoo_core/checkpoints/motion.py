@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
 from ..errors import CheckpointError
 from .files import LoadedFile, read_checkpoint
 
-SITE_PATTERN = re.compile(r"^((?:down_blocks|up_blocks)\.\d+|mid_block)\.motion_modules\.(\d+)\.(.+)$")
+SITE = r"(?:down_blocks\.\d+|up_blocks\.\d+|mid_block)\.motion_modules\.\d+"
+"""A motion-module site name as a regular expression (for key patterns of files that name sites)."""
+SITE_PATTERN = re.compile(rf"^({SITE})\.(.+)$")
 MOTION_DOWNLOAD_HINT = (
     "Vivid-ZOO needs an AnimateDiff motion module for Stable Diffusion 1.5: mm_sd_v15_v2.ckpt (v2, "
     "the paper's), or mm_sd_v14 / mm_sd_v15 (v1), v3_sd15_mm (v3), in ComfyUI/models/animatediff_models"
@@ -96,7 +99,7 @@ def parse_motion_module(loaded: LoadedFile) -> MotionModuleCheckpoint:
             f"expected 8 down-block and 12 up-block motion modules (SD 1.5 layout), found {len(down)} and "
             f"{len(up)}. {MOTION_DOWNLOAD_HINT}",
         )
-    if "mid_block.motion_modules.0" in channels:
+    if site_name("mid_block", 0) in channels:
         version = "v2"
     elif pe_length == POSITION_ENCODING_LENGTHS["v1"]:
         version = "v1"
@@ -142,10 +145,34 @@ def _refuse_other_kinds(loaded: LoadedFile, weights: dict[str, torch.Tensor], pa
         )
 
 
+def has_motion_modules(keys: Iterable[str]) -> bool:
+    """Whether tensor names name motion-module sites (a motion-module file, or one made for motion modules)."""
+    return any(".motion_modules." in key for key in keys)
+
+
+def site_name(part: str, index: int) -> str:
+    """The name of motion module ``index`` of a UNet part (``down_blocks.1``, ``mid_block``, ``up_blocks.3``)."""
+    return f"{part}.motion_modules.{index}"
+
+
+def split_site(site: str) -> tuple[str, int | None, int]:
+    """``down_blocks.1.motion_modules.0`` -> ``("down_blocks", 1, 0)``; the mid block's level is None."""
+    part, _, index = site.partition(".motion_modules.")
+    kind, _, level = part.partition(".")
+    return kind, int(level) if level else None, int(index)
+
+
+def unet_sites(block_channels: tuple[int, ...] | list[int], mid_block: bool = True) -> dict[str, int]:
+    """AnimateDiff's places in an SD 1.5-style UNet with these level widths, in forward order, with their widths:
+    2 per down level (after each res block or attention), the mid block (v2 only), 3 per up level."""
+    sites = {site_name(f"down_blocks.{i}", j): c for i, c in enumerate(block_channels) for j in range(2)}
+    if mid_block:
+        sites[site_name("mid_block", 0)] = block_channels[-1]
+    sites.update({site_name(f"up_blocks.{i}", j): c for i, c in enumerate(reversed(block_channels)) for j in range(3)})
+    return sites
+
+
 def _site_order(site: str) -> tuple[int, int, int]:
     """UNet forward order: down blocks, mid block, up blocks."""
-    part, _, index = site.partition(".motion_modules.")
-    if part == "mid_block":
-        return (1, 0, int(index))
-    kind, block = part.split(".")
-    return (0 if kind == "down_blocks" else 2, int(block), int(index))
+    kind, level, index = split_site(site)
+    return {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}[kind], level or 0, index

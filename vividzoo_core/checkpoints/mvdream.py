@@ -19,6 +19,7 @@ import torch
 
 from ..errors import CheckpointError
 from .files import LoadedFile, read_checkpoint
+from .motion import has_motion_modules
 
 SD15 = "sd15"
 SD21 = "sd21"
@@ -36,9 +37,12 @@ SCHEDULE_BUFFERS = frozenset({
     "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
     "posterior_mean_coef1", "posterior_mean_coef2",
 })
+CAMERA_INPUTS = 16
+"""MVDream's camera embedding takes a 4x4 camera-to-world matrix, flattened row-major."""
 CAMERA_KEYS = ("camera_embed.0.weight", "camera_embed.0.bias", "camera_embed.2.weight", "camera_embed.2.bias")
-# A checkpoint saved back from ComfyUI keeps the camera MLP under the ADM name.
-ADM_CAMERA_NAMES = {"label_emb.0.0.": "camera_embed.0.", "label_emb.0.2.": "camera_embed.2."}
+# MVDream's camera MLP is the LDM UNet's ADM class embedding ``label_emb.0`` (16 inputs) under another name: the
+# hosts (ComfyUI, diffusers' converter) load it under that name, and a checkpoint saved back from ComfyUI keeps it.
+CAMERA_AS_ADM = {"camera_embed.0.": "label_emb.0.0.", "camera_embed.2.": "label_emb.0.2."}
 MVDREAM_DOWNLOAD_HINT = (
     "Vivid-ZOO needs an MVDream multi-view checkpoint: sd-v1.5-4view.pt "
     "(huggingface.co/MVDream/MVDream) in ComfyUI/models/vividzoo or models/checkpoints"
@@ -202,10 +206,19 @@ def _is_ldm_unet_key(key: str) -> bool:
     }
 
 
+def camera_as_adm(key: str) -> str:
+    """A UNet key with the camera MLP under its ADM name (``label_emb.0.*``), as the hosts load it."""
+    return _renamed(key, CAMERA_AS_ADM)
+
+
 def _camera_name(key: str) -> str:
-    for adm, camera in ADM_CAMERA_NAMES.items():
-        if key.startswith(adm):
-            return camera + key[len(adm):]
+    return _renamed(key, {adm: camera for camera, adm in CAMERA_AS_ADM.items()})
+
+
+def _renamed(key: str, names: dict[str, str]) -> str:
+    for old, new in names.items():
+        if key.startswith(old):
+            return new + key[len(old):]
     return key
 
 
@@ -213,7 +226,7 @@ def _plain_sd_reason(unet: dict[str, torch.Tensor]) -> str:
     if "label_emb.0.0.weight" in unet:
         return (
             f"this UNet has a class/ADM embedding of {unet['label_emb.0.0.weight'].shape[1]} inputs (SDXL or "
-            f"an unCLIP-style model), not MVDream's 16-number camera embedding. {MVDREAM_DOWNLOAD_HINT}"
+            f"an unCLIP-style model), not MVDream's {CAMERA_INPUTS}-number camera embedding. {MVDREAM_DOWNLOAD_HINT}"
         )
     return (
         "it has no camera embedding (model.diffusion_model.camera_embed.*): this is a plain Stable "
@@ -225,7 +238,7 @@ def _not_mvdream_reason(loaded: LoadedFile) -> str:
     keys = loaded.tensors.keys()
     if loaded.metadata.get("format") == "vividzoo-alignment":
         return "this is a Vivid-ZOO alignment file; load it as the alignment, not as the MVDream model"
-    if any(".motion_modules." in k for k in keys):
+    if has_motion_modules(keys):
         return "this is an AnimateDiff motion module; load it as the motion module, not as the MVDream model"
     if any(k.startswith("conditioner.embedders") for k in keys):
         return f"this is an SDXL checkpoint, not a multi-view model. {MVDREAM_DOWNLOAD_HINT}"
@@ -280,8 +293,9 @@ def _unet_shape(unet: dict[str, torch.Tensor], path: Path) -> UNetShape:
         )
     except (KeyError, StopIteration, IndexError) as error:
         raise CheckpointError(path, f"the UNet weights are incomplete or of an unknown layout ({error})") from None
-    if shape.camera_dim != 16:
-        raise CheckpointError(path, f"camera embedding takes {shape.camera_dim} numbers; MVDream's takes 16 (a 4x4 matrix)")
+    if shape.camera_dim != CAMERA_INPUTS:
+        raise CheckpointError(path, f"camera embedding takes {shape.camera_dim} numbers; MVDream's takes "
+                                    f"{CAMERA_INPUTS} (a 4x4 matrix)")
     return shape
 
 

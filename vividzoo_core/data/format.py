@@ -23,7 +23,6 @@ from __future__ import annotations
 from pathlib import Path
 
 CAPTION_FILE = "caption.txt"
-CAMERAS_FILE = "cameras.json"
 VIEWS_FOLDER = "views"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 VIDEO_SUFFIX = ".mp4"

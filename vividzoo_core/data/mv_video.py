@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..cameras import orbit
+from ..cameras import CAMERAS_FILE, orbit
 from ..errors import VividZooError
-from .format import CAMERAS_FILE, CAPTION_FILE, view_video
+from .format import CAPTION_FILE, view_video
 
 MV_VIDEO_VIEWS = 16
 AZIMUTH_OFFSET = 90.0

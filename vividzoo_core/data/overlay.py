@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS
+from ..cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS, project
 from ..errors import VividZooError
 from .frames import prepare_image
 from .reader import read_object
-from .toy import project
 
 UP_AXIS_LENGTH = 0.5  # world units, from the origin along +z (Blender world)
 COLUMNS = 4

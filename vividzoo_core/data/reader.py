@@ -18,9 +18,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..cameras import CameraRig, load_cameras
+from ..cameras import CAMERAS_FILE, CameraRig, load_cameras
 from ..errors import VividZooError
-from .format import CAMERAS_FILE, CAPTION_FILE, IMAGE_SUFFIXES, VIDEO_SUFFIX, VIEWS_FOLDER
+from .format import CAPTION_FILE, IMAGE_SUFFIXES, VIDEO_SUFFIX, VIEWS_FOLDER
 from .frames import FrameSource, ImageFrames, VideoFrames, prepare_image
 
 CAPTION_SUFFIX = ", 3d asset"

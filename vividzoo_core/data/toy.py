@@ -16,8 +16,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ..cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS, orbit
-from .format import CAMERAS_FILE, CAPTION_FILE, frame_path, view_folder
+from ..cameras import CAMERAS_FILE, DEFAULT_FOV_DEGREES, DEFAULT_RADIUS, orbit, pinhole
+from .format import CAPTION_FILE, frame_path, view_folder
 
 PALETTE = {
     "red": (0.85, 0.12, 0.12),
@@ -45,19 +45,6 @@ class Primitive:
     size: float
     colour: tuple[float, float, float]
     spin: float = 0.0
-
-
-def project(
-    point_world: Sequence[float],
-    camera_to_world_unit: np.ndarray,
-    size: int,
-    radius: float = DEFAULT_RADIUS,
-    fov_degrees: float = DEFAULT_FOV_DEGREES,
-) -> tuple[float, float]:
-    """Pixel ``(x, y)`` of a world point seen by the camera ``camera_to_world_unit`` moved out to ``radius``."""
-    position, rotation, focal = _pinhole(camera_to_world_unit, size, radius, fov_degrees)
-    x, y, z = rotation.T @ (np.asarray(point_world, dtype=np.float64) - position)
-    return size / 2 + focal * x / -z, size / 2 - focal * y / -z
 
 
 def render(
@@ -143,19 +130,13 @@ def _animated(shape: str, colour: tuple[float, float, float], motion: str, exten
     return Primitive(shape, centre, extent, colour, spin)
 
 
-def _pinhole(camera_to_world_unit: np.ndarray, size: int, radius: float,
-             fov_degrees: float) -> tuple[np.ndarray, np.ndarray, float]:
-    matrix = np.asarray(camera_to_world_unit, dtype=np.float64)
-    return radius * matrix[:3, 3], matrix[:3, :3], 0.5 * size / math.tan(0.5 * math.radians(fov_degrees))
-
-
 def _rays(cameras: np.ndarray, size: int, radius: float, fov_degrees: float) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel (views, rows, columns flattened): camera positions and unit directions through pixel centres."""
     centres = np.arange(size) + 0.5 - size / 2
     rows, columns = np.meshgrid(centres, centres, indexing="ij")
     origins, directions = [], []
     for matrix in cameras:
-        position, rotation, focal = _pinhole(matrix, size, radius, fov_degrees)
+        position, rotation, focal = pinhole(matrix, size, radius, fov_degrees)
         camera = np.stack([columns / focal, -rows / focal, -np.ones_like(rows)], axis=-1).reshape(-1, 3)
         directions.append(camera @ rotation.T)
         origins.append(np.broadcast_to(position, camera.shape))

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoints.mvdream import MVDreamCheckpoint, UNetShape
+from ..checkpoints.motion import site_name
+from ..checkpoints.mvdream import MVDreamCheckpoint, UNetShape, camera_as_adm
 from ..errors import VividZooError
 from ..layout import VideoLayout
 from ..network.attention import multiview_attention
@@ -50,7 +51,7 @@ def build_unet(checkpoint: MVDreamCheckpoint):
     from diffusers.loaders.single_file_utils import LDM_UNET_KEY, convert_ldm_unet_checkpoint
 
     def convert(weights: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
-        renamed = {LDM_UNET_KEY + k.replace("camera_embed.", "label_emb.0.", 1): v for k, v in weights.items()}
+        renamed = {LDM_UNET_KEY + camera_as_adm(k): v for k, v in weights.items()}
         return convert_ldm_unet_checkpoint(renamed, config)
 
     config = unet_config(checkpoint.unet_shape)
@@ -87,8 +88,8 @@ def motion_sites(unet) -> dict[str, nn.Module]:
         for i, block in enumerate(blocks):
             hosts = getattr(block, "attentions", None) or block.resnets
             for j, host in enumerate(hosts):
-                sites[f"{kind}.{i}.motion_modules.{j}"] = host
-    sites["mid_block.motion_modules.0"] = unet.mid_block.attentions[0]
+                sites[site_name(f"{kind}.{i}", j)] = host
+    sites[site_name("mid_block", 0)] = unet.mid_block.attentions[0]
     return sites
 
 

@@ -16,7 +16,6 @@ can manage devices and dtypes) and the attention kernel from ``attention``.
 from __future__ import annotations
 
 import math
-from types import ModuleType
 from typing import Any, Iterator
 
 import torch
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..checkpoints.motion import site_name, split_site
 from ..errors import VividZooError
 from ..layout import VideoLayout
 from .attention import AttentionFunction, sdpa_attention
@@ -200,10 +200,9 @@ class MotionModuleSet(nn.Module):
         self.channel_layout = dict(channels)
         groups: dict[str, dict[int, MotionModule]] = {}
         for site, width in channels.items():
-            part, _, index = site.partition(".motion_modules.")
-            groups.setdefault(part, {})[int(index)] = MotionModule(
-                width, pe_length, transformer_blocks, heads, ops, attention
-            )
+            kind, level, index = split_site(site)
+            part = kind if level is None else f"{kind}.{level}"
+            groups.setdefault(part, {})[index] = MotionModule(width, pe_length, transformer_blocks, heads, ops, attention)
 
         def block(part: str) -> MotionBlock:
             modules = groups[part]
@@ -252,7 +251,7 @@ class MotionModuleSet(nn.Module):
         named_blocks += [(f"up_blocks.{i}", b) for i, b in enumerate(self.up_blocks)]
         for part, block in named_blocks:
             for j, module in enumerate(block.motion_modules):
-                yield f"{part}.motion_modules.{j}", module
+                yield site_name(part, j), module
 
     def check_frames(self, frames: int) -> None:
         if frames > self.pe_length:

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ...cameras import orbit
-from ..format import CAMERAS_FILE, CAPTION_FILE, frame_path
+from ...cameras import CAMERAS_FILE, orbit
+from ..format import CAPTION_FILE, frame_path
 from .settings import RenderSettings, frame_times, object_draws
 
 RENDER_FILE = "render.json"
