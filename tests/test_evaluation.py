@@ -26,15 +26,19 @@ STYLEGAN_V = Path(__file__).parent / "data" / "stylegan_v.npz"
 """Recorded from StyleGAN-V's own code by tests/data/record_stylegan_v.py."""
 
 
-@pytest.fixture(scope="module")
-def clip_folder(tmp_path_factory) -> Path:
+def tiny_clip(seed: int):
+    """A random transformers CLIPModel with 32 x 32 input images and 16-dimensional embeddings."""
     from transformers import CLIPConfig, CLIPModel
 
-    torch.manual_seed(0)
-    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-    config = CLIPConfig(text_config=dict(vocab_size=49408, max_position_embeddings=77, **small),
-                        vision_config=dict(image_size=32, patch_size=8, **small), projection_dim=16)
-    model = CLIPModel(config)
+    torch.manual_seed(seed)
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    return CLIPModel(CLIPConfig(text_config={"vocab_size": 49408, "max_position_embeddings": 77, **small},
+                                vision_config={"image_size": 32, "patch_size": 8, **small}, projection_dim=16))
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory) -> Path:
+    model = tiny_clip(seed=0)
     with torch.no_grad():  # a shared direction in both embeddings, so cosines are positive (not clamped to 0)
         model.text_projection.weight.copy_(model.visual_projection.weight)
         model.text_model.final_layer_norm.bias.fill_(1.0)
@@ -157,12 +161,7 @@ def torchmetrics_clip_score(folder: Path, images: torch.Tensor, prompt: str) -> 
 def test_clip_score_is_torchmetrics_clip_score_of_the_prompt_frames(tmp_path):
     """Frames whose cosines with the prompt have both signs: torchmetrics averages, then clamps at 0."""
     pytest.importorskip("torchmetrics")
-    from transformers import CLIPConfig, CLIPModel
-
-    torch.manual_seed(4)  # a random tiny CLIP whose solid-colour frames straddle 0 for PROMPTS[1]
-    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-    model = CLIPModel(CLIPConfig(text_config=dict(vocab_size=49408, max_position_embeddings=77, **small),
-                                 vision_config=dict(image_size=32, patch_size=8, **small), projection_dim=16))
+    model = tiny_clip(seed=4)  # its cosines of solid-colour frames with PROMPTS[1] straddle 0
     positive = save_clip_with_processor(model, tmp_path / "clip")
     with torch.no_grad():
         model.text_projection.weight.neg_()  # every cosine changes sign: the mean becomes negative
@@ -243,14 +242,17 @@ def test_each_metric_interval_comes_from_its_own_values(tmp_path):
     run = RunScores("trained", [f"p{i}" for i in range(12)], per_prompt, fvd=12.5, generated_clips=48,
                     reference_clips=48)
     summary = run.summary()
+    for metric, values in per_prompt.items():
+        interval = bootstrap_interval(values)
+        assert interval[0] < np.mean(values) < interval[1]
+        assert summary[f"{metric}_ci95"] == list(interval)
     write_reports([run], tmp_path, notes=[])
     csv_row = (tmp_path / "eval.csv").read_text().splitlines()[1].split(",")
     csv_columns = (tmp_path / "eval.csv").read_text().splitlines()[0].split(",")
     written = json.loads((tmp_path / "eval.json").read_text())["runs"][0]
     for metric, values in per_prompt.items():
         interval = bootstrap_interval(values)
-        assert interval[0] < np.mean(values) < interval[1]
-        assert summary[f"{metric}_ci95"] == list(interval) and written[f"{metric}_ci95"] == list(interval)
+        assert written[f"{metric}_ci95"] == list(interval)
         for end, value in zip(("low", "high"), interval):
             assert float(csv_row[csv_columns.index(f"{metric}_ci95_{end}")]) == pytest.approx(value, rel=1e-12)
     figure = summary_figure([summary])

@@ -1,4 +1,4 @@
-"""Scores of several runs as the paper's Table 1: terminal table, CSV, JSON and a bar chart.
+"""Scores of several runs as the paper's Table 1: terminal table, CSV, JSON and a chart (eval.png).
 
 Per-prompt metrics (CLIP score and the proxies) get a bootstrap 95% interval over prompts (1000
 resamples, percentile method, fixed seed); FVD is a set statistic, reported with its clip counts.
@@ -135,10 +135,7 @@ def summary_figure(summaries: list[dict]):
             for index, (value, (low, high)) in enumerate(zip(values, intervals)):
                 axis.errorbar([index], [value], yerr=[[value - low], [high - value]], fmt="o", color=f"C{index}",
                               capsize=4)
-            limits = _data_range([*values, *(end for interval in intervals for end in interval)])
-            if limits:
-                axis.set_ylim(*limits)
-            axis.ticklabel_format(axis="y", useOffset=False)
+            axis.ticklabel_format(axis="y", useOffset=False)  # autoscaled to the dots and whiskers, not from 0
             axis.set_xlim(-0.5, len(names) - 0.5)
         axis.set_xticks(range(len(names)), names, rotation=20, ha="right")
         axis.set_title(label, fontsize=9)
@@ -147,12 +144,3 @@ def summary_figure(summaries: list[dict]):
     figure.tight_layout()
     return figure
 
-
-def _data_range(values: list[float | None]) -> tuple[float, float] | None:
-    """The span of the finite values with a margin of 15% (a zero span gets a margin relative to the value)."""
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return None
-    low, high = min(finite), max(finite)
-    margin = 0.15 * (high - low) or max(1e-3 * abs(high), 1e-6)
-    return low - margin, high + margin
