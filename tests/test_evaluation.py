@@ -16,23 +16,29 @@ from vividzoo_core.cameras import orbit
 from vividzoo_core.cli import main
 from vividzoo_core.data.format import frame_path
 from vividzoo_core.evaluation.clip_score import ClipScorer, preprocess
-from vividzoo_core.evaluation.fvd import I3D_KWARGS, I3DFeatures
-from vividzoo_core.evaluation.report import bootstrap_interval
+from vividzoo_core.evaluation.fvd import I3D_KWARGS, I3DFeatures, reference_clips, reference_frame
+from vividzoo_core.evaluation.report import PER_PROMPT_METRICS, RunScores, bootstrap_interval, summary_figure
 from vividzoo_core.evaluation.runs import read_run
 from vividzoo_core.video import MultiViewVideo, save_video
 
 PROMPTS = ["a red cube spinning, 3d asset", "a blue ball bouncing, 3d asset"]
+STYLEGAN_V = Path(__file__).parent / "data" / "stylegan_v.npz"
+"""Recorded from StyleGAN-V's own code by tests/data/record_stylegan_v.py."""
+
+
+def tiny_clip(seed: int):
+    """A random transformers CLIPModel with 32 x 32 input images and 16-dimensional embeddings."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(seed)
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    return CLIPModel(CLIPConfig(text_config={"vocab_size": 49408, "max_position_embeddings": 77, **small},
+                                vision_config={"image_size": 32, "patch_size": 8, **small}, projection_dim=16))
 
 
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory) -> Path:
-    from transformers import CLIPConfig, CLIPModel
-
-    torch.manual_seed(0)
-    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-    config = CLIPConfig(text_config=dict(vocab_size=49408, max_position_embeddings=77, **small),
-                        vision_config=dict(image_size=32, patch_size=8, **small), projection_dim=16)
-    model = CLIPModel(config)
+    model = tiny_clip(seed=0)
     with torch.no_grad():  # a shared direction in both embeddings, so cosines are positive (not clamped to 0)
         model.text_projection.weight.copy_(model.visual_projection.weight)
         model.text_model.final_layer_norm.bias.fill_(1.0)
@@ -104,16 +110,74 @@ def write_reference(folder: Path, videos: list[torch.Tensor]) -> Path:
 # -- CLIP score and proxies ----------------------------------------------------------------------------
 
 def test_clip_score_matches_clip_model_logits(scorer):
-    """100 x cosine from the model's own forward (logits / logit scale), clamped at 0, averaged."""
+    """100 x cosine from the model's own forward (logits / logit scale), averaged, then clamped at 0."""
     video = random_video(1)
     prompt = PROMPTS[0]
     images = video.reshape(-1, 32, 32, 3)
     ids = scorer.tokenizer([prompt], padding="max_length", max_length=77, return_tensors="pt").input_ids
     output = scorer.model(input_ids=ids, pixel_values=preprocess(images, 32))
     cosine = output.logits_per_image[:, 0] / scorer.model.logit_scale.exp()
-    expected = (100 * cosine).clamp(min=0).mean().item()
+    expected = (100 * cosine).mean().clamp(min=0).item()
     assert 0 < cosine.min() < cosine.max() < 1
     assert scorer.score_video(video, prompt).clip_score == pytest.approx(expected, rel=1e-5)
+
+
+def save_clip_with_processor(model, folder: Path) -> Path:
+    """A CLIPModel folder that transformers' from_pretrained (and so torchmetrics) loads, with our tokenizer."""
+    from transformers import CLIPImageProcessor, CLIPProcessor
+
+    from vividzoo_core.diffusers_host import clip_tokenizer
+
+    size = model.config.vision_config.image_size
+    model.save_pretrained(folder)
+    CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": size},
+                                                     crop_size={"height": size, "width": size}),
+                  tokenizer=clip_tokenizer("clip")).save_pretrained(folder)
+    return folder
+
+
+def torchmetrics_clip_score(folder: Path, images: torch.Tensor, prompt: str) -> float:
+    """torchmetrics' own ``clip_score`` of ``(N, H, W, 3)`` images in [0, 1] (given as uint8) with one prompt."""
+    from torchmetrics.functional.multimodal import clip_score
+    from transformers import CLIPModel, CLIPProcessor
+
+    class TensorFeaturesCLIP(CLIPModel):
+        """transformers 5 returns output objects from get_*_features; torchmetrics 1.9 expects the projected
+        embeddings (their pooler_output), as torchmetrics' fix for it (Lightning-AI/torchmetrics#3408) unwraps."""
+
+        def get_image_features(self, *args, **kwargs):
+            return super().get_image_features(*args, **kwargs).pooler_output
+
+        def get_text_features(self, *args, **kwargs):
+            return super().get_text_features(*args, **kwargs).pooler_output
+
+    def load() -> tuple:
+        return TensorFeaturesCLIP.from_pretrained(folder), CLIPProcessor.from_pretrained(folder)
+
+    uint8 = list((images * 255).round().byte().permute(0, 3, 1, 2))
+    return clip_score(uint8, [prompt] * len(uint8), model_name_or_path=load).item()
+
+
+def test_clip_score_is_torchmetrics_clip_score_of_the_prompt_frames(tmp_path):
+    """Frames whose cosines with the prompt have both signs: torchmetrics averages, then clamps at 0."""
+    pytest.importorskip("torchmetrics")
+    model = tiny_clip(seed=4)  # its cosines of solid-colour frames with PROMPTS[1] straddle 0
+    positive = save_clip_with_processor(model, tmp_path / "clip")
+    with torch.no_grad():
+        model.text_projection.weight.neg_()  # every cosine changes sign: the mean becomes negative
+    negative = save_clip_with_processor(model, tmp_path / "negated")
+    # frames already at the model's input size, so both sides' resizing is the identity (it is tested above)
+    colours = torch.rand(4, 4, 1, 1, 3, generator=torch.Generator().manual_seed(7))
+    video = (colours.expand(4, 4, 32, 32, 3) * 255).round() / 255
+    scorer = ClipScorer.from_folder(positive)
+    cosines = 100 * scorer.image_embeddings(video.reshape(-1, 32, 32, 3)) @ scorer.text_embedding(PROMPTS[1])
+    assert cosines.min() < -5 and cosines.max() > 5 and cosines.mean() > 5  # mixed signs, positive mean
+    assert cosines.clamp(min=0).mean() - cosines.mean() > 1  # clamping each frame would differ by > 1 point
+    for folder, expected in ((positive, cosines.mean().item()), (negative, 0.0)):
+        ours = ClipScorer.from_folder(folder).score_video(video, PROMPTS[1]).clip_score
+        reference = torchmetrics_clip_score(folder, video.reshape(-1, 32, 32, 3), PROMPTS[1])
+        assert reference == pytest.approx(expected, abs=1e-3)
+        assert ours == pytest.approx(reference, abs=1e-3)
 
 
 def test_identical_inputs_give_identical_scores_and_order_does_not_matter(scorer):
@@ -168,14 +232,93 @@ def test_bootstrap_interval_brackets_the_mean_with_the_normal_width():
     assert bootstrap_interval([3.0, 3.0, 3.0]) == (3.0, 3.0)
 
 
+def test_each_metric_interval_comes_from_its_own_values(tmp_path):
+    from vividzoo_core.evaluation.report import write_reports
+
+    rng = np.random.default_rng(8)
+    per_prompt = {"clip_score": list(rng.normal(31.0, 2.0, 12)),
+                  "temporal_consistency": list(rng.normal(0.95, 0.01, 12)),
+                  "cross_view_consistency": list(rng.normal(0.7, 0.05, 12))}
+    run = RunScores("trained", [f"p{i}" for i in range(12)], per_prompt, fvd=12.5, generated_clips=48,
+                    reference_clips=48)
+    summary = run.summary()
+    for metric, values in per_prompt.items():
+        interval = bootstrap_interval(values)
+        assert interval[0] < np.mean(values) < interval[1]
+        assert summary[f"{metric}_ci95"] == list(interval)
+    write_reports([run], tmp_path, notes=[])
+    csv_row = (tmp_path / "eval.csv").read_text().splitlines()[1].split(",")
+    csv_columns = (tmp_path / "eval.csv").read_text().splitlines()[0].split(",")
+    written = json.loads((tmp_path / "eval.json").read_text())["runs"][0]
+    for metric, values in per_prompt.items():
+        interval = bootstrap_interval(values)
+        assert written[f"{metric}_ci95"] == list(interval)
+        for end, value in zip(("low", "high"), interval):
+            assert float(csv_row[csv_columns.index(f"{metric}_ci95_{end}")]) == pytest.approx(value, rel=1e-12)
+    figure = summary_figure([summary])
+    for axis, metric in zip(figure.axes[1:], PER_PROMPT_METRICS):  # the first panel is FVD
+        whisker = axis.collections[0].get_segments()[0]  # the error bar drawn for the run
+        assert [whisker[0][1], whisker[1][1]] == pytest.approx(list(bootstrap_interval(per_prompt[metric])))
+
+
+def test_consistency_axes_are_fitted_to_the_data():
+    """Two runs at 0.9989 and 0.9988: their dots lie far apart in eval.png, not on one line near the top."""
+    def summary(name: str, value: float) -> dict:
+        row = {"run": name, "fvd": None, "generated_clips": 0, "reference_clips": 0}
+        for metric in PER_PROMPT_METRICS:
+            row[metric], row[f"{metric}_ci95"] = value, [value - 2e-5, value + 2e-5]
+        return row
+
+    figure = summary_figure([summary("a", 0.9989), summary("b", 0.9988)])
+    for axis in figure.axes:
+        low, high = axis.get_ylim()
+        assert 0.9988 - 2e-5 > low > 0.998 and 0.9989 + 2e-5 < high < 0.9995
+        heights = [axis.transData.transform((index, value))[1] for index, value in enumerate((0.9989, 0.9988))]
+        assert heights[0] - heights[1] > 50  # pixels at eval.png's 100 dpi
+    figure = summary_figure([summary("a", 31.2), summary("b", 31.2)])  # equal values still get a span
+    low, high = figure.axes[0].get_ylim()
+    assert low < 31.2 - 2e-5 and 31.2 + 2e-5 < high < 31.3
+
+
+# -- reference clips (FVD) -------------------------------------------------------------------------------
+
+def test_reference_frames_are_stylegan_v_dataset_frames():
+    """Shorter side to the size with LANCZOS, longer side truncated, centre crop rounded half up, as StyleGAN-V's
+    convert_videos_to_frames.py with torchvision 0.8.2 (odd crops, .5 sizes, upscaling, square, no resize)."""
+    recorded = np.load(STYLEGAN_V)
+    assert str(recorded["torchvision_version"]) == "0.8.2"
+    cases = sorted(int(key.rsplit("_", 1)[1]) for key in recorded.files if key.startswith("frame_input_"))
+    assert len(cases) == 6
+    for case in cases:
+        source, size = recorded[f"frame_input_{case}"], int(recorded[f"frame_size_{case}"])
+        ours = (reference_frame(Image.fromarray(source), size) * 255).round().byte().numpy()
+        expected = recorded[f"frame_output_{case}"]
+        assert ours.shape == expected.shape == (size, size, 3)
+        # the same Pillow LANCZOS gives identical pixels; a crop one pixel off or another scale changes thousands
+        assert np.abs(ours.astype(int) - expected).max() <= 1, f"frame {source.shape[1]}x{source.shape[0]} to {size}"
+
+
+def test_reference_clips_take_frames_at_the_stride(tmp_path):
+    frames = [torch.full((1, 2, 40, 24, 3), index / 20) for index in range(12)]  # frame f has value f/20
+    write_reference(tmp_path / "ref", [torch.cat(frames)])
+    objects, clips = reference_clips(tmp_path / "ref", frames=4, stride=3, size=16, log=lambda message: None)
+    clip = next(clips)
+    assert objects == 1 and clip.shape == (2, 4, 16, 16, 3)
+    levels = (clip[:, :, 8, 8, 0] * 20).round()
+    assert levels.tolist() == [[0, 3, 6, 9], [0, 3, 6, 9]]
+
+
 # -- the command ---------------------------------------------------------------------------------------
 
 def test_eval_of_two_runs_writes_table_csv_json_png_and_fvd(tmp_path, clip_folder, i3d_file, capsys):
     first, second = write_run(tmp_path / "a", seed=10, frames=9), write_run(tmp_path / "b", seed=20, frames=9)
-    reference = write_reference(tmp_path / "ref", [r.load() for r in read_run("a", first).results])
+    # reference frames 0, 2, ..., 16 are run a's frames; the odd ones in between are their negatives
+    interleaved = [torch.stack([video, 1 - video], dim=1).flatten(0, 1) for video in
+                   (r.load() for r in read_run("a", first).results)]
+    reference = write_reference(tmp_path / "ref", interleaved)
     out = tmp_path / "eval"
     code = main(["eval", "--run", f"training-free={first}", "--run", f"trained={second}", "--clip", str(clip_folder),
-                 "--i3d", str(i3d_file), "--reference", str(reference), "--reference-stride", "1", "--out", str(out)])
+                 "--i3d", str(i3d_file), "--reference", str(reference), "--reference-stride", "2", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     assert "CLIP score" in printed and "FVD" in printed and "(proxy)" in printed

@@ -134,11 +134,16 @@ class VideoFrames:
         return str(Path(self.path.parent.name, self.path.name))
 
 
-def prepare_image(image: Image.Image, size: int) -> torch.Tensor:
-    """``(3, size, size)`` in [-1, 1]: transparency on white, shorter side resized, centre-cropped."""
+def on_white(image: Image.Image) -> Image.Image:
+    """The RGB image seen on a white background (renders are RGBA with a transparent background)."""
     image = image.convert("RGBA")
     white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    image = Image.alpha_composite(white, image).convert("RGB")
+    return Image.alpha_composite(white, image).convert("RGB")
+
+
+def prepare_image(image: Image.Image, size: int) -> torch.Tensor:
+    """``(3, size, size)`` in [-1, 1]: transparency on white, shorter side resized, centre-cropped."""
+    image = on_white(image)
     scale = size / min(image.size)
     width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
     image = image.resize((width, height), Image.Resampling.BICUBIC)

@@ -1,8 +1,9 @@
 """CLIP score and two CLIP-based consistency proxies of a multi-view video.
 
-- CLIP score (as T2V papers and torchmetrics compute it): ``max(100 * cos(text, image), 0)`` per frame
-  image, averaged over frames and views (and, by the caller, over prompts). The clamp at 0 follows
-  torchmetrics' ``CLIPScore``, so numbers are comparable with it; real prompt/frame pairs are far above 0.
+- CLIP score of a prompt, as torchmetrics' ``clip_score`` gives it for all the frame images of that prompt
+  (every frame of every view) paired with the prompt: ``max(mean(100 * cos(text, image)), 0)``, the mean
+  first and the clamp at 0 after it (``torchmetrics/functional/multimodal/clip_score.py: clip_score``).
+  The caller averages these per-prompt scores over prompts.
 - Temporal consistency (proxy): mean image-image cosine of consecutive frames of each view.
 - Cross-view consistency (proxy): mean image-image cosine over all pairs of views at each frame.
 
@@ -117,7 +118,7 @@ class ClipScorer:
         count, views = frames.shape[:2]
         images = self.image_embeddings(frames.reshape(-1, *frames.shape[2:])).view(count, views, -1)
         text = self.text_embedding(prompt)
-        clip_score = (100.0 * images @ text).clamp(min=0).mean()
+        clip_score = (100.0 * images @ text).mean().clamp(min=0)  # torchmetrics: the mean, then the clamp
         temporal = (images[1:] * images[:-1]).sum(-1).mean() if count > 1 else torch.tensor(float("nan"))
         if views > 1:
             pairs = images @ images.transpose(1, 2)  # (frames, views, views)

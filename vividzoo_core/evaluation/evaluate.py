@@ -11,7 +11,7 @@ import torch
 from ..generation import VideoGenerator, generate_prompts
 from ..settings import GenerationSettings
 from .clip_score import ClipScorer
-from .frechet import fit_gaussian, frechet_distance
+from .frechet import fit_gaussian, frechet_distance, singular_covariance_warning
 from .fvd import I3DFeatures
 from .report import PER_PROMPT_METRICS, RunScores, table, write_reports
 from .runs import Run, read_run
@@ -63,12 +63,9 @@ def evaluate_runs(runs: list[Run], scorer: ClipScorer | None, detector: I3DFeatu
             generated = fit_gaussian(np.concatenate(features))
             run_scores.fvd = frechet_distance(generated, reference_gaussian)
             run_scores.generated_clips, run_scores.reference_clips = generated.count, reference_gaussian.count
-            fewest = min(generated.count, reference_gaussian.count)
-            if fewest < detector.dimension:
-                notes.append(f"warning: FVD of {run.name!r} comes from {generated.count} generated and "
-                             f"{reference_gaussian.count} reference clips, fewer than the {detector.dimension} "
-                             "feature dimensions: the covariances are singular and FVD depends strongly on the "
-                             "clip count; compare only runs with equal counts")
+            warning = singular_covariance_warning(run.name, generated, reference_gaussian)
+            if warning:
+                notes.append(warning)
         scores.append(run_scores)
     written = write_reports(scores, out, notes)
     log(table(scores))

@@ -3,6 +3,11 @@
 ``d^2 = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``. The trace of the matrix square root is
 computed from the eigenvalues of the symmetric ``S1^(1/2) S2 S1^(1/2)`` (same eigenvalues as
 ``S1 S2``), which needs no general ``sqrtm`` and has no imaginary round-off to discard.
+
+The covariances divide by the clip count N, as StyleGAN-V's FVD does (``FeatureStats.get_mean_cov`` in
+its ``src/metrics/metric_utils.py``); the TF FVD of Unterthiner et al. (TF-GAN's
+``frechet_classifier_distance_from_activations``) and ``np.cov`` divide by N - 1. Fixtures recorded from
+StyleGAN-V's code (tests/data/record_stylegan_v.py) pin this.
 """
 
 from __future__ import annotations
@@ -23,11 +28,21 @@ class Gaussian:
 
 
 def fit_gaussian(features: np.ndarray) -> Gaussian:
-    """Mean and unbiased covariance (``np.cov``, as StyleGAN-V and the TF FVD) of ``(count, dim)`` features."""
+    """Mean and covariance divided by N (as StyleGAN-V's FVD) of ``(count, dim)`` features."""
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[0] < 2:
         raise VividZooError(f"a Fréchet distance needs at least 2 feature vectors per side, got shape {features.shape}")
-    return Gaussian(features.mean(axis=0), np.cov(features, rowvar=False), features.shape[0])
+    return Gaussian(features.mean(axis=0), np.cov(features, rowvar=False, bias=True), features.shape[0])
+
+
+def singular_covariance_warning(name: str, generated: Gaussian, reference: Gaussian) -> str | None:
+    """A warning when either side has no more clips than feature dimensions: its covariance is singular."""
+    dimension = generated.mean.shape[0]
+    if min(generated.count, reference.count) > dimension:
+        return None
+    return (f"warning: FVD of {name!r} comes from {generated.count} generated and {reference.count} reference "
+            f"clips, not more than the {dimension} feature dimensions: the covariances are singular and FVD "
+            "depends strongly on the clip count; compare only runs with equal counts")
 
 
 def _symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:

@@ -13,8 +13,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 
-from ..data.frames import prepare_image
+from ..data.frames import on_white
 from ..data.reader import VideoObject, scan_dataset
 from ..errors import VividZooError
 
@@ -72,13 +73,32 @@ class I3DFeatures:
         return np.concatenate(rows)
 
 
+def reference_frame(image: Image.Image, size: int) -> torch.Tensor:
+    """``(size, size, 3)`` in [0, 1]: transparency on white, then StyleGAN-V's dataset conversion.
+
+    As ``process_video`` in StyleGAN-V's ``src/scripts/convert_videos_to_frames.py`` with the torchvision it
+    pins (0.8.2): the shorter side becomes ``size`` and the longer ``int(size * long / short)`` (truncated;
+    no resize when the shorter side already fits), LANCZOS, then a centre crop at offset
+    ``int((excess + 1) * 0.5)``. StyleGAN-V then stores the frames as JPEG; that step is not reproduced.
+    """
+    image = on_white(image)
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    if short != size:
+        scaled = (size, int(size * long / short))
+        image = image.resize(scaled if width <= height else scaled[::-1], Image.Resampling.LANCZOS)
+    left, top = int((image.width - size + 1) * 0.5), int((image.height - size + 1) * 0.5)
+    image = image.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
+
+
 def reference_clips(dataset: str | Path, frames: int, stride: int, size: int,
                     log: Callable[[str], None] = print) -> tuple[int, Iterator[torch.Tensor]]:
     """One clip per view of every usable object in a dataset folder (vividzoo_core/data/format.py).
 
     Returns the object count and an iterator of ``(views, frames, size, size, 3)`` in [0, 1] per object:
-    frames ``0, stride, ...`` of each view, resized and centre-cropped like training samples to the
-    generated videos' size, so both sides reach I3D's own resize to 224 from the same resolution.
+    frames ``0, stride, ...`` of each view, converted to the generated videos' size by
+    :func:`reference_frame`, so both sides reach I3D's own resize to 224 from the same resolution.
     """
     report = scan_dataset(dataset, views=1, frames_needed=(frames - 1) * stride + 1, decode_images=False)
     if not report.objects:
@@ -93,6 +113,5 @@ def reference_clips(dataset: str | Path, frames: int, stride: int, size: int,
 def _object_clips(objects: list[VideoObject], frames: int, stride: int, size: int) -> Iterator[torch.Tensor]:
     for video in objects:
         indices = [f * stride for f in range(frames)]
-        clip = torch.stack([torch.stack([prepare_image(image, size) for image in source.read(indices)])
-                            for source in video.sources])  # (views, frames, 3, S, S) in [-1, 1]
-        yield ((clip + 1) / 2).permute(0, 1, 3, 4, 2)
+        yield torch.stack([torch.stack([reference_frame(image, size) for image in source.read(indices)])
+                           for source in video.sources])

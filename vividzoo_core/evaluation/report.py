@@ -1,4 +1,4 @@
-"""Scores of several runs as the paper's Table 1: terminal table, CSV, JSON and a bar chart.
+"""Scores of several runs as the paper's Table 1: terminal table, CSV, JSON and a chart (eval.png).
 
 Per-prompt metrics (CLIP score and the proxies) get a bootstrap 95% interval over prompts (1000
 resamples, percentile method, fixed seed); FVD is a set statistic, reported with its clip counts.
@@ -63,7 +63,7 @@ def _number(value: float | None, digits: int) -> str:
 
 def table(scores: list[RunScores]) -> str:
     """One row per run, columns as the paper's Table 1 (FVD, CLIP score) plus the proxies."""
-    header = ["Method", "FVD ↓", "clips gen/ref", "CLIP score ↑ [95% CI]",
+    header = ["Method", "FVD (StyleGAN-V) ↓", "clips gen/ref", "CLIP score ↑ [95% CI]",
               "temporal cons. (proxy) ↑ [95% CI]", "cross-view cons. (proxy) ↑ [95% CI]"]
     rows = []
     for run in scores:
@@ -104,32 +104,43 @@ def write_reports(scores: list[RunScores], out: Path, notes: list[str]) -> dict[
                                                "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "level": 0.95,
                                                              "seed": BOOTSTRAP_SEED}}, indent=1))
     (out / "eval.txt").write_text(table(scores) + "\n" + "".join(f"{note}\n" for note in notes))
-    _bar_chart(summaries, out / "eval.png")
+    figure = summary_figure(summaries)
+    from matplotlib import pyplot
+
+    figure.savefig(out / "eval.png", dpi=100)
+    pyplot.close(figure)
     return {name: out / name for name in ("eval.csv", "eval.json", "eval.txt", "eval.png")}
 
 
-def _bar_chart(summaries: list[dict], path: Path) -> None:
+def summary_figure(summaries: list[dict]):
+    """The figure of ``eval.png``: FVD as bars from 0 with the clip counts; each per-prompt metric as its mean
+    with bootstrap 95% whiskers on an axis fitted to the data (0.9989 and 0.9988 must not look alike)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    panels = [("fvd", "FVD (lower is better)")] if any(s["fvd"] is not None for s in summaries) else []
+    panels = [("fvd", "FVD, StyleGAN-V (lower is better)")] if any(s["fvd"] is not None for s in summaries) else []
     panels += [(metric, label) for metric, label in PER_PROMPT_METRICS.items()]
     figure, axes = pyplot.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
     names = [s["run"] for s in summaries]
     for axis, (metric, label) in zip(axes[0], panels):
         values = [s.get(metric) if s.get(metric) is not None else math.nan for s in summaries]
-        intervals = [s.get(f"{metric}_ci95") or [v, v] for s, v in zip(summaries, values)]
-        errors = np.array([[v - low, high - v] for v, (low, high) in zip(values, intervals)]).T
-        bars = axis.bar(range(len(names)), values, yerr=errors if metric != "fvd" else None, capsize=4,
-                        color=[f"C{i}" for i in range(len(names))])
         if metric == "fvd":
-            axis.bar_label(bars, [f"{s['generated_clips']}/{s['reference_clips']} clips" for s in summaries], fontsize=7)
+            bars = axis.bar(range(len(names)), values, color=[f"C{i}" for i in range(len(names))])
+            counts = [f"{s['generated_clips']}/{s['reference_clips']} clips" for s in summaries]
+            axis.bar_label(bars, counts, fontsize=7)
+        else:
+            intervals = [s.get(f"{metric}_ci95") or [v, v] for s, v in zip(summaries, values)]
+            for index, (value, (low, high)) in enumerate(zip(values, intervals)):
+                axis.errorbar([index], [value], yerr=[[value - low], [high - value]], fmt="o", color=f"C{index}",
+                              capsize=4)
+            axis.ticklabel_format(axis="y", useOffset=False)  # autoscaled to the dots and whiskers, not from 0
+            axis.set_xlim(-0.5, len(names) - 0.5)
         axis.set_xticks(range(len(names)), names, rotation=20, ha="right")
         axis.set_title(label, fontsize=9)
         axis.grid(True, axis="y", alpha=0.3)
-    figure.suptitle("Vivid-ZOO evaluation (bars: mean over prompts, whiskers: bootstrap 95% CI)", fontsize=9)
+    figure.suptitle("Vivid-ZOO evaluation (dots: mean over prompts, whiskers: bootstrap 95% CI)", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    pyplot.close(figure)
+    return figure
+
