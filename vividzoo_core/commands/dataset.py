@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .options import (
     device, existing_dir, existing_file, existing_path, float_range, float_span, int_range, non_negative_int,
-    output_dir, output_file, positive_float, positive_int, seed, shard,
+    orbit_views, output_dir, output_file, positive_float, positive_int, seed, shard,
 )
 
 
@@ -67,7 +67,7 @@ def _add_render_command(actions: argparse._SubParsersAction) -> None:
     render.add_argument("assets", nargs="+", type=existing_path, help="asset files or folders of them")
     render.add_argument("--out", type=output_dir, required=True, help="dataset folder to write")
     render.add_argument("--captions", type=existing_file, help="CSV of uid,caption or JSON {uid: caption}; uid = file stem")
-    render.add_argument("--views", type=positive_int, default=default.views, help="azimuths per object (default 24)")
+    render.add_argument("--views", type=orbit_views, default=default.views, help="azimuths per object (default 24)")
     render.add_argument("--elevation", type=float_span(-89.0, 89.0), default=default.elevation,
                         help="degrees, fixed (20) or drawn per object from a range (default 15:30)")
     render.add_argument("--fps", type=positive_int, default=default.fps, help="frames per second sampled (default 24)")

@@ -9,6 +9,7 @@ or work starts.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import re
@@ -75,6 +76,30 @@ non_negative_int = int_range(0)
 positive_float = float_range(0.0, low_open=True)
 any_float = float_range()
 seed = int_range(SEED.low, SEED.high)
+
+
+def orbit_views(text: str) -> int:
+    """A number of views on an orbit among which training finds its views evenly spaced (4: 90 degrees apart).
+
+    The rule is ``dataset check``'s, applied to the orbit a render would have: a count it refuses
+    would give a dataset that check calls unusable for training.
+    """
+    from ..cameras import orbit
+    from ..data.reader import evenly_spaced_view_sets, view_azimuths
+    from ..training.config import TrainingConfig
+
+    views, wanted = positive_int(text), TrainingConfig.views
+
+    def usable(count: int) -> bool:
+        return bool(evenly_spaced_view_sets(view_azimuths(orbit(count)), wanted))
+
+    if usable(views):
+        return views
+    fits = [count for count in range(views - 1, 0, -1) if usable(count)][:1]
+    fits.append(next(count for count in itertools.count(views + 1) if usable(count)))
+    raise argparse.ArgumentTypeError(
+        f"{views} views on an orbit hold no {wanted} views {360 / wanted:g} degrees apart, so `dataset check` would "
+        f"call every object unusable for training; use {' or '.join(map(str, fits))} (any multiple of {wanted} works)")
 
 
 def existing_file(text: str) -> Path:

@@ -1,10 +1,11 @@
 """Rendering many assets: discovery, shards, worker processes, resumption and the failure log.
 
 ``OUT/.render/`` (ignored by the dataset reader) holds the batch's state: ``done/<stem>.json`` for
-every finished asset (a rerun skips it), ``logs/<stem>.log`` with Blender's output of the last
-attempt, and ``tmp/`` where objects are rendered before they are renamed into ``OUT``. Failed assets
-are listed in ``OUT/failures.jsonl`` (``failures.shard-I-of-N.jsonl`` for a shard), rewritten by each
-run: a rerun tries them again.
+every asset whose animations all rendered (a rerun skips it), ``logs/<stem>.log`` with Blender's
+output of the last attempt, and ``tmp/`` where objects are rendered before they are renamed into
+``OUT``. What did not render is listed in ``OUT/failures.jsonl`` (``failures.shard-I-of-N.jsonl`` for a
+shard), one line per failed asset or animation with the reason, rewritten by each run: a rerun tries
+them again (the objects already in ``OUT`` are kept).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class BatchSummary:
     skipped: list[Path] = field(default_factory=list)
     """Assets finished by an earlier run."""
     failed: list[dict[str, str]] = field(default_factory=list)
+    """The lines of the failure log: ``file`` and ``reason``, and ``animation`` when only that animation failed."""
     attempted: int = 0
     """Assets this run has tried so far."""
     images: int = 0
@@ -46,8 +48,10 @@ class BatchSummary:
 
     def line(self) -> str:
         rate = self.images / self.seconds if self.seconds else 0.0
+        animations = sum("animation" in failure for failure in self.failed)
         return (f"rendered {len(self.rendered)} objects ({self.images} images, {rate:.2f} images/s), "
-                f"skipped {len(self.skipped)} finished assets, failed {len(self.failed)} assets")
+                f"skipped {len(self.skipped)} finished assets, failed {len(self.failed) - animations} assets "
+                f"and {animations} animations")
 
 
 def require_bpy() -> None:
@@ -128,17 +132,19 @@ def render_assets(assets: list[Path], out: Path, settings: RenderSettings, capti
 
     def run(asset: Path) -> None:
         result = _run_worker(asset, out, work, settings, captions.get(asset.stem), timeout)
+        records = [{"file": str(asset), **failure} for failure in result["failures"]]
+        if result["status"] != "rendered":
+            records.append({"file": str(asset), "reason": result["reason"]})
         with lock:
             summary.attempted += 1
-            if result["status"] == "rendered":
-                summary.rendered += result["objects"]
-                summary.images += result["images"]
-                _write_atomically(state / "done" / f"{asset.stem}.json", json.dumps(result))
-            else:
-                failure = {"file": str(asset), "reason": result["reason"]}
-                summary.failed.append(failure)
+            summary.rendered += result["objects"]  # in OUT even when a later animation failed
+            summary.images += result["images"]
+            if records:
+                summary.failed += records
                 with failures.open("a", encoding="utf-8") as log:
-                    log.write(json.dumps(failure) + "\n")
+                    log.writelines(json.dumps(record) + "\n" for record in records)
+            else:
+                write_atomically(state / "done" / f"{asset.stem}.json", json.dumps(result))
             summary.seconds = time.monotonic() - started
             on_done(summary)
 
@@ -150,6 +156,7 @@ def render_assets(assets: list[Path], out: Path, settings: RenderSettings, capti
 
 def _run_worker(asset: Path, out: Path, work: Path, settings: RenderSettings, caption: str | None,
                 timeout: float) -> dict:
+    """The worker's result; after a crash or timeout, what it had reported before, with the reason it stopped."""
     result_file = work / f"{asset.stem}.result.json"
     job_file = work / f"{asset.stem}.job.json"
     job_file.write_text(json.dumps({"asset": str(asset), "out": str(out), "work": str(work), "caption": caption,
@@ -161,15 +168,17 @@ def _run_worker(asset: Path, out: Path, work: Path, settings: RenderSettings, ca
         try:
             process = subprocess.run([sys.executable, "-m", "vividzoo_core.data.render.worker", str(job_file)],
                                      stdout=log, stderr=subprocess.STDOUT, env=environment, timeout=timeout)
+            stopped = None
         except subprocess.TimeoutExpired:
-            return {"status": "failed", "reason": f"timeout: not finished after {timeout:g} s (log: {log_path})"}
+            stopped = f"timeout: not finished after {timeout:g} s (log: {log_path})"
     job_file.unlink()
-    if process.returncode != 0 or not result_file.is_file():
-        return {"status": "failed", "reason": f"the Blender worker crashed (exit code {process.returncode}; "
-                                              f"last output: {_last_line(log_path)}; log: {log_path})"}
-    result = json.loads(result_file.read_text())
-    result_file.unlink()
-    return result
+    nothing = {"objects": [], "images": 0, "failures": []}
+    result = json.loads(result_file.read_text()) if result_file.is_file() else nothing
+    result_file.unlink(missing_ok=True)
+    if stopped is None and (process.returncode != 0 or result.get("status") not in ("rendered", "failed")):
+        stopped = (f"the Blender worker crashed (exit code {process.returncode}; last output: {_last_line(log_path)}; "
+                   f"log: {log_path})")
+    return {**result, "status": "failed", "reason": stopped} if stopped else result
 
 
 def _last_line(path: Path) -> str:
@@ -177,7 +186,7 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else "none"
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     temporary.write_text(text)
     os.replace(temporary, path)

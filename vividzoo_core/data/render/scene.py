@@ -1,17 +1,20 @@
 """The Blender side of ``dataset render``: import an asset, play one animation, frame it, light it, render.
 
-Runs only inside a worker process (it imports ``bpy``). An animation is one action together with the
-objects (or shape keys) it drives, found on each owner's active action and its NLA strips; playing it
-mutes everything else. The object is framed by a parent empty that maps a world point ``p`` to
-``scale * (p - centre)``, so the asset's own hierarchy, rig and modifiers stay untouched. Lighting
-(:data:`LIGHTING`) is the same from every azimuth: a uniform white sky and a soft sun straight overhead
-that gives shape cues (tops brighter than sides); the asset's own lights and cameras are removed and
+Runs only inside a worker process (it imports ``bpy``). An animation is one action (or one FBX take)
+together with what it drives (objects, bones, shape keys, cameras, materials), found on each owner's
+active action and its NLA strips or, for an FBX take the importer left unassigned, by the action's
+name; playing it mutes everything else. The object is framed (as it renders, whatever the viewport
+hides) by a parent empty that maps a world point ``p`` to ``scale * (p - centre)``, so the asset's own
+hierarchy, rig and modifiers stay untouched. Lighting (:data:`LIGHTING`) is the same from every
+azimuth: a uniform white sky and a soft sun straight overhead that gives shape cues (a white top
+renders 255, its sides 207: 0.62 in linear light); the asset's own lights and cameras are removed and
 the background is transparent.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import bpy
@@ -28,6 +31,11 @@ SUN_ANGLE_DEGREES = 30.0  # soft shadows
 LIGHTING = (f"uniform white sky (strength {SKY_STRENGTH}) and a sun straight overhead (strength "
             f"{SUN_STRENGTH:.3f}, {SUN_ANGLE_DEGREES:g} degree disc); the asset's lights removed; transparent background")
 NORMALISER = "vividzoo_normalise"
+OWNER_KINDS = {"OBJECT": "objects", "KEY": "shape_keys", "CAMERA": "cameras", "LIGHT": "lights",
+               "MATERIAL": "materials"}
+"""The data-blocks importers animate, by action slot type, and where ``bpy.data`` keeps them."""
+MOVING_OWNERS = (bpy.types.Object, bpy.types.Key, bpy.types.Camera, bpy.types.Light)
+"""Owners whose keys change a render only by moving geometry (a material's keys change it in place)."""
 BLENDER_VERSION = bpy.app.version_string
 Binding = tuple[bpy.types.ID, bpy.types.Action, "bpy.types.ActionSlot | None"]
 
@@ -37,48 +45,93 @@ class AssetError(Exception):
 
 
 def load_asset(path: Path, fps: int) -> None:
-    """A fresh scene holding only ``path``; glTF/FBX keys are placed at ``fps`` frames per second."""
+    """A fresh scene holding only ``path``; glTF/FBX keys are placed at ``fps`` frames per second.
+
+    The viewport then shows exactly what renders (framing evaluates the viewport's depsgraph, and an
+    asset may hide in the viewport what it renders), and a scene with nothing to render is refused.
+    """
     suffix = path.suffix.lower()
     try:
         if suffix == ".blend":
             bpy.ops.wm.open_mainfile(filepath=str(path), load_ui=False)
-            return
-        bpy.ops.wm.read_factory_settings(use_empty=True)
-        bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = fps, 1.0
-        if suffix in (".glb", ".gltf"):
-            bpy.ops.import_scene.gltf(filepath=str(path))
-        elif suffix == ".fbx":
-            bpy.ops.import_scene.fbx(filepath=str(path), use_anim=True)
         else:
-            raise AssetError(f"unsupported file type {suffix}")
+            bpy.ops.wm.read_factory_settings(use_empty=True)
+            bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = fps, 1.0
+            if suffix in (".glb", ".gltf"):
+                bpy.ops.import_scene.gltf(filepath=str(path))
+            elif suffix == ".fbx":
+                _restore_light_shadow_setting()
+                bpy.ops.import_scene.fbx(filepath=str(path), use_anim=True)
+            else:
+                raise AssetError(f"unsupported file type {suffix}")
     except RuntimeError as error:
-        lines = [line for line in str(error).splitlines() if line.strip()]
-        raise AssetError(f"Blender cannot import it: {lines[-1] if lines else error}") from None
+        raise AssetError(f"Blender cannot import it: {error_line(str(error))}") from None
+    _show_in_viewport_what_renders()
+    if not len(world_points()):
+        raise AssetError("it has no mesh (no geometry to render)")
+
+
+def error_line(message: str) -> str:
+    """The line of a Blender error that says what went wrong.
+
+    Blender reports an operator's Python exception (an importer's, say) as its whole traceback followed
+    by ``Location: .../ops.py:N``; the reason is the exception's own line, the last before ``Location``.
+    """
+    lines = [line.strip() for line in message.splitlines() if line.strip() and not line.strip().startswith("Location:")]
+    return lines[-1].removeprefix("Error: ") if lines else message.strip()
+
+
+def _restore_light_shadow_setting() -> None:
+    """Gives Cycles' light settings back ``cast_shadow``: Blender 5 removed it, bpy 5.0.1's FBX importer sets it.
+
+    Without it every FBX file holding a light fails to import; the value is never used, since the
+    asset's lights are removed before rendering.
+    """
+    from cycles.properties import CyclesLightSettings
+
+    if "cast_shadow" not in CyclesLightSettings.bl_rna.properties:
+        CyclesLightSettings.cast_shadow = bpy.props.BoolProperty(name="Cast Shadow (FBX importer)")
+
+
+def _show_in_viewport_what_renders() -> None:
+    """Viewport visibility set to render visibility, for every collection and object of the scene."""
+    for collection in bpy.data.collections:
+        collection.hide_viewport = collection.hide_render
+    layers = [bpy.context.view_layer.layer_collection]
+    while layers:
+        layer = layers.pop()
+        layer.hide_viewport = False
+        layers += list(layer.children)
+    for obj in bpy.context.view_layer.objects:
+        obj.hide_viewport = obj.hide_render
+        obj.hide_set(False)
 
 
 def find_animations() -> dict[str, list[Binding]]:
-    """Every action with keys, by name, with the owners (and slots) it was assigned to or stashed on.
+    """Every animation, by name, with the owners (and slots) its actions play on.
 
-    The FBX importer assigns one take and keeps the others as unassigned actions named
-    ``<object>|<take>``: those are bound to the object their name starts with.
+    glTF and .blend: an action with keys, assigned to or stashed on its owners (a slot per owner).
+    FBX: a take, which the importer turns into one action ``<owner>|<take>`` per animated owner
+    (object, shape keys, camera, material), assigning only the first take: the actions are grouped
+    by take, and an unassigned one is bound to the owner of its slot's type that its name starts with.
     """
-    animations: dict[str, list[Binding]] = {}
+    bindings: list[Binding] = []
     for owner in _animation_owners():
         data = owner.animation_data
         candidates = [(data.action, data.action_slot)]
         candidates += [(strip.action, strip.action_slot) for track in data.nla_tracks for strip in track.strips]
         for action, slot in candidates:
-            if action is None or not _has_keys(action):
-                continue
-            bindings = animations.setdefault(action.name, [])
-            if all(bound is not owner for bound, _, _ in bindings):
+            if action is not None and _has_keys(action) and all(o != owner or a != action for o, a, _ in bindings):
                 bindings.append((owner, action, slot))
-    objects = bpy.context.scene.objects
+    bound = {action for _, action, _ in bindings}
     for action in bpy.data.actions:
-        owner = objects.get(action.name.split("|", 1)[0])
-        if action.name not in animations and owner is not None and _has_keys(action) and len(action.slots) == 1:
-            owner.animation_data_create()
-            animations[action.name] = [(owner, action, action.slots[0])]
+        if action not in bound and _has_keys(action) and len(action.slots) == 1:
+            owner = _owner_named_in(action)
+            if owner is not None:
+                bindings.append((owner, action, action.slots[0]))
+    animations: dict[str, list[Binding]] = {}
+    for binding in bindings:
+        animations.setdefault(_take_name(*binding), []).append(binding)
     return animations
 
 
@@ -89,11 +142,17 @@ def play(bindings: list[Binding]) -> tuple[float, float]:
         for track in owner.animation_data.nla_tracks:
             track.mute = True
     for owner, action, slot in bindings:
+        owner.animation_data_create()
         owner.animation_data.action = action
         if slot is not None:
             owner.animation_data.action_slot = slot
     starts, ends = zip(*(action.frame_range for _, action, _ in bindings))
     return float(min(starts)), float(max(ends))
+
+
+def only_moves(bindings: list[Binding]) -> bool:
+    """Whether the animation can change a frame only by moving things (not by changing a material's look)."""
+    return all(isinstance(owner, MOVING_OWNERS) for owner, _, _ in bindings)
 
 
 def scene_fps() -> float:
@@ -125,17 +184,20 @@ def world_points() -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.empty((0, 3))
 
 
-def bounding_box(frames: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Lowest and highest world coordinates of the geometry over all ``frames``."""
+def bounding_box(frames: list[float]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Lowest and highest world coordinates of the geometry over all ``frames``, and whether any vertex moves."""
     low, high = np.full(3, np.inf), np.full(3, -np.inf)
+    first, moves = None, False
     for frame in frames:
         set_frame(frame)
         points = world_points()
         if len(points):
             low, high = np.minimum(low, points.min(0)), np.maximum(high, points.max(0))
+        first = points if first is None else first
+        moves = moves or not np.array_equal(points, first)
     if not np.all(np.isfinite(low)):
         raise AssetError("it has no mesh (no geometry to render)")
-    return low, high
+    return low, high, moves
 
 
 def normalise(centre: np.ndarray, scale: float) -> None:
@@ -235,6 +297,35 @@ def _has_keys(action: bpy.types.Action) -> bool:
 
 
 def _animation_owners() -> list[bpy.types.ID]:
+    """Everything animated: objects of the scene and every data-block an importer animates."""
     owners = [obj for obj in bpy.context.scene.objects if obj.animation_data is not None]
-    owners += [key for key in bpy.data.shape_keys if key.animation_data is not None]
+    for kind in OWNER_KINDS.values():
+        owners += [data for data in getattr(bpy.data, kind) if kind != "objects" and data.animation_data is not None]
     return owners
+
+
+def _owner_named_in(action: bpy.types.Action) -> bpy.types.ID | None:
+    """The data-block of the action's slot type whose name starts the action's name (``<owner>|<take>``)."""
+    kind = OWNER_KINDS.get(action.slots[0].target_id_type)
+    if kind is None or "|" not in action.name:
+        return None
+    owners = bpy.context.scene.objects if kind == "objects" else getattr(bpy.data, kind)
+    return owners.get(action.name.split("|", 1)[0])
+
+
+def _take_name(owner: bpy.types.ID, action: bpy.types.Action, slot: bpy.types.ActionSlot | None) -> str:
+    """The FBX take of an action named ``<owner>|<take>``, else the action's name.
+
+    An object and its camera (or light) often share a name; the importer then calls the data's action
+    ``<owner>|<take>.001``, which still belongs to ``<take>``.
+    """
+    prefix = f"{owner.name}|"
+    if not action.name.startswith(prefix):
+        return action.name
+    take = action.name.removeprefix(prefix)
+    base = re.sub(r"\.\d{3}$", "", take)
+    twin = bpy.data.actions.get(prefix + base)
+    if base != take and twin is not None and slot is not None and twin.slots \
+            and twin.slots[0].target_id_type != slot.target_id_type:
+        return base
+    return take

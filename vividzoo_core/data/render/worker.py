@@ -2,8 +2,8 @@
 
 The batch starts one worker per asset, so a crash or hang inside Blender costs only that asset.
 Each animation becomes one object folder, rendered in a temporary folder and renamed into place when
-complete. The worker writes its outcome to the job's ``result`` file: the objects rendered, or why the
-asset failed.
+complete. The worker keeps its outcome in the job's ``result`` file, rewritten after every animation:
+the objects rendered, why each other animation was not, or why the whole asset failed.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ import os
 import re
 import shutil
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ...cameras import CAMERAS_FILE, orbit
 from ..format import CAPTION_FILE, frame_path
+from .batch import write_atomically
 from .settings import RenderSettings, frame_times, object_draws
 
 RENDER_FILE = "render.json"
@@ -39,8 +41,14 @@ def object_ids(stem: str, animations: list[str]) -> list[str]:
     return ids
 
 
-def render_asset(asset: Path, out: Path, work: Path, settings: RenderSettings, caption: str | None) -> dict[str, Any]:
-    """Renders every animation of ``asset`` that has no folder in ``out`` yet."""
+def render_asset(asset: Path, out: Path, work: Path, settings: RenderSettings, caption: str | None,
+                 report: Callable[[dict[str, Any]], None] = lambda result: None) -> dict[str, Any]:
+    """Renders every animation of ``asset`` that has no folder in ``out`` yet.
+
+    An animation that fails (or moves nothing) costs only itself: its reason joins ``failures`` and the
+    next one starts from a freshly loaded scene. ``report`` gets the result after every animation, so
+    the objects already in ``out`` are known even if Blender dies later.
+    """
     from . import scene
 
     with asset.open("rb") as source:  # file_digest: Python 3.11, like bpy
@@ -49,33 +57,56 @@ def render_asset(asset: Path, out: Path, work: Path, settings: RenderSettings, c
     names = list(scene.find_animations())
     if not names:
         raise scene.AssetError("it has no animation (no action with keyframes); static assets are not rendered")
-    rendered, images, fresh = [], 0, True
+    result: dict[str, Any] = {"status": "rendered", "objects": [], "images": 0, "failures": []}
+    fresh = True
     for name, object_id in zip(names, object_ids(asset.stem, names)):
         if (out / object_id).is_dir():
             continue
-        if not fresh:
-            scene.load_asset(asset, settings.fps)
-        fresh = False
         folder = work / f"{object_id}.{os.getpid()}"
         shutil.rmtree(folder, ignore_errors=True)
         provenance = {"source": str(asset.resolve()), "sha256": digest, "animation": name}
-        images += _render_animation(scene, folder, object_id, name, settings, caption, provenance)
         try:
-            folder.rename(out / object_id)
-        except OSError:  # another run finished this object meanwhile
-            shutil.rmtree(folder)
-            continue
-        rendered.append(object_id)
-    return {"status": "rendered", "objects": rendered, "images": images}
+            if not fresh:
+                scene.load_asset(asset, settings.fps)
+            fresh = False
+            images = _render_animation(scene, folder, object_id, name, settings, caption, provenance)
+        except Exception as error:  # noqa: BLE001 (one animation's failure, whatever it is, must not cost the others)
+            if not isinstance(error, scene.AssetError):
+                traceback.print_exc()  # into the asset's log
+            result["failures"].append({"animation": name, "reason": _reason(error)})
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            try:
+                folder.rename(out / object_id)
+            except OSError:  # another run finished this object meanwhile
+                shutil.rmtree(folder)
+            else:
+                result["objects"].append(object_id)
+                result["images"] += images
+        report(result)
+    return result
+
+
+def _reason(error: Exception) -> str:
+    from .scene import AssetError, error_line
+
+    if isinstance(error, AssetError):
+        return str(error)
+    return f"Blender failed on it: {type(error).__name__}: {error_line(str(error))}"
 
 
 def _render_animation(scene: ModuleType, folder: Path, object_id: str, name: str, settings: RenderSettings,
                       caption: str | None, provenance: dict[str, Any]) -> int:
-    start, end = scene.play(scene.find_animations()[name])
+    bindings = scene.find_animations()[name]
+    start, end = scene.play(bindings)
+    only_moves = scene.only_moves(bindings)
     source_fps = scene.scene_fps()
     frames = [start + t * source_fps for t in frame_times((end - start) / source_fps, settings)]
     scene.remove_lights_and_cameras()
-    low, high = scene.bounding_box(frames)
+    low, high, moves = scene.bounding_box(frames)
+    if only_moves and not moves:
+        raise scene.AssetError("it moves no geometry (its keys drive only cameras, lights or other things that are "
+                               "not rendered); like static assets, it is not rendered")
     half_diagonal = float(np.linalg.norm(high - low)) / 2
     if half_diagonal < 1e-9:
         raise scene.AssetError("its geometry is a single point over the whole animation")
@@ -113,12 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     from .scene import AssetError
 
+    def report(result: dict[str, Any]) -> None:
+        write_atomically(Path(job["result"]), json.dumps(result))  # the batch never reads half a result
+
     try:
-        result = render_asset(Path(job["asset"]), Path(job["out"]), Path(job["work"]),
-                              RenderSettings.from_json(job["settings"]), job.get("caption"))
+        report(render_asset(Path(job["asset"]), Path(job["out"]), Path(job["work"]),
+                            RenderSettings.from_json(job["settings"]), job.get("caption"), report))
     except AssetError as error:
-        result = {"status": "failed", "reason": str(error)}
-    Path(job["result"]).write_text(json.dumps(result))
+        report({"status": "failed", "reason": str(error), "objects": [], "images": 0, "failures": []})
     return 0
 
 
