@@ -66,6 +66,13 @@ def camera_to_world(elevation: Any, azimuth: Any) -> np.ndarray:
     return OPENGL_TO_BLENDER @ matrix
 
 
+def at_unit_distance(matrices: np.ndarray) -> np.ndarray:
+    """A copy of camera-to-world matrices ``(..., 4, 4)`` with every position moved to unit distance."""
+    matrices = np.array(matrices, dtype=np.float64)
+    matrices[..., :3, 3] /= np.linalg.norm(matrices[..., :3, 3], axis=-1, keepdims=True)
+    return matrices
+
+
 @dataclass(frozen=True)
 class CameraRig:
     """Camera-to-world matrices, shape ``(frames, views, 4, 4)``; angles when built from angles."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -48,16 +48,22 @@ class Primitive:
 
 
 def project(
-    point_world: Sequence[float],
+    point_world: Sequence[float] | np.ndarray,
     camera_to_world_unit: np.ndarray,
     size: int,
     radius: float = DEFAULT_RADIUS,
     fov_degrees: float = DEFAULT_FOV_DEGREES,
-) -> tuple[float, float]:
-    """Pixel ``(x, y)`` of a world point seen by the camera ``camera_to_world_unit`` moved out to ``radius``."""
+) -> tuple[Any, Any]:
+    """Pixel ``(x, y)`` of a world point seen by the camera ``camera_to_world_unit`` moved out to ``radius``.
+
+    ``point_world`` may be ``(..., 3)`` points: ``x`` and ``y`` then have shape ``(...)``. The points must
+    lie in front of the camera (a point behind it lands on a meaningless pixel).
+    """
     position, rotation, focal = _pinhole(camera_to_world_unit, size, radius, fov_degrees)
-    x, y, z = rotation.T @ (np.asarray(point_world, dtype=np.float64) - position)
-    return size / 2 + focal * x / -z, size / 2 - focal * y / -z
+    # Row vectors: v @ rotation is rotation.T @ v, world to camera axes.
+    camera = (np.asarray(point_world, dtype=np.float64) - position) @ rotation
+    depth = -camera[..., 2]
+    return size / 2 + focal * camera[..., 0] / depth, size / 2 - focal * camera[..., 1] / depth
 
 
 def render(
