@@ -10,6 +10,7 @@ negated 0.58, in view 3 only 0.82; view 2 rendered from 2.0 instead of 2.4 0.78,
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -21,12 +22,15 @@ from PIL import Image
 from vividzoo_core.cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS, CameraRig, camera_to_world, load_cameras
 from vividzoo_core.cli import main
 from vividzoo_core.data.camera_check import (
-    MIN_COVERAGE, CameraAgreement, check_frame, hull_check, silhouette, visual_hull,
+    MIN_COVERAGE, CameraAgreement, camera_settings, check_frame, hull_check, silhouette, visual_hull,
 )
 from vividzoo_core.data.format import CAMERAS_FILE, frame_path
 from vividzoo_core.data.overlay import HULL_COLOUR, camera_overlay
 from vividzoo_core.data.reader import read_object
+from vividzoo_core.data.render.settings import RenderSettings
+from vividzoo_core.data.render.worker import RENDER_FILE
 from vividzoo_core.data.toy import Primitive, project, render, write_object
+from vividzoo_core.errors import VividZooError
 
 VIEWS, SIZE, ELEVATION = 16, 128, 20.0
 AZIMUTHS = 360.0 * np.arange(VIEWS) / VIEWS
@@ -125,11 +129,26 @@ def test_what_no_image_can_show_scores_like_the_right_cameras(right, tmp_path):
 
 def test_a_field_of_view_ten_degrees_off_costs_little():
     """MV-Video's field of view is not published: frames made at 30 or 50 degrees pass a check that assumes 40."""
-    cameras = camera_to_world(np.full(VIEWS, ELEVATION), AZIMUTHS)[::2]  # 8 views at 64 px: cheaper renders
+    cameras = camera_to_world(np.full(VIEWS, ELEVATION), AZIMUTHS)[::2]  # 8 views: cheaper renders
     for fov, low, high in ((30.0, 0.97, 0.99), (50.0, 0.99, 1.0), (20.0, 0.90, 0.95)):
-        images = render(animal(), cameras, SIZE // 2, fov_degrees=fov)
+        images = render(animal(), cameras, SIZE, fov_degrees=fov)
         score = hull_check(np.stack([silhouette(Image.fromarray(image)) for image in images]), cameras).coverage.min()
         assert low <= score <= high, (fov, score)
+
+
+def test_render_json_gives_the_field_of_view(right, tmp_path):
+    """Frames rendered at 20 degrees fail the check at the default 40, and pass with dataset render's record."""
+    folder = tmp_path / "narrow"
+    shutil.copytree(right, folder)
+    for view, image in enumerate(render(animal(), load_cameras(folder / CAMERAS_FILE).matrices[0], SIZE, fov_degrees=20.0)):
+        Image.fromarray(image).save(frame_path(folder, view, 0))
+    assert agreement(folder).score < MIN_COVERAGE - 0.02  # measured 0.915
+    (folder / RENDER_FILE).write_text(json.dumps({"settings": RenderSettings(radius=3.0, fov_degrees=20.0).to_json()}))
+    assert camera_settings(folder) == (3.0, 20.0)
+    assert agreement(folder).score > 0.98  # measured 0.989: the narrow views crop the object
+    (folder / RENDER_FILE).write_text("{")
+    with pytest.raises(VividZooError, match=r"render.json: not a render record of `dataset render` \(JSONDecodeError"):
+        camera_settings(folder)
 
 
 def test_an_object_beyond_the_frame_of_some_views_is_not_cut(tmp_path):

@@ -22,7 +22,7 @@ embedding only takes unit-distance poses, so they matter only for a pixel check)
 with ``vividzoo dataset check DATA``: its camera check (:mod:`.camera_check`) carves the views'
 silhouettes through these cameras and names objects whose views disagree. A wrong direction or
 elevation sign fails it; the distance does not matter; a field of view 10 degrees off the assumed 40
-costs up to 0.03 of the score (20 degrees narrower, 0.06 to 0.09). No check from images can see a
+costs up to 0.03 of the score (20 degrees narrower, 0.05 to 0.09). No check from images can see a
 wrong azimuth start: ``vividzoo dataset camera-overlay DATA/<uid>-<anim> --out overlay.png`` labels
 every view with its azimuth, for a person to see that azimuth 0 shows the object's front.
 
