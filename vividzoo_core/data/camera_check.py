@@ -128,8 +128,9 @@ def silhouette(image: Image.Image, size: int = SILHOUETTE_SIZE) -> np.ndarray:
 def visual_hull(silhouettes: np.ndarray, cameras: np.ndarray, radius: float = DEFAULT_RADIUS,
                 fov_degrees: float = DEFAULT_FOV_DEGREES) -> tuple[np.ndarray, float]:
     """``(grid, grid, grid)`` bool with ``grid`` the silhouette size: the voxels whose centre
-    projects inside every silhouette grown by a pixel (a pixel of blur or aliasing must not carve), or
-    outside a view's image (no evidence against it), and the voxel edge in world units.
+    projects inside every silhouette grown by a pixel (a pixel of blur or aliasing must not carve) or
+    outside the view's image (no evidence against it), inside at least one, and the voxel edge in
+    world units.
 
     The cube carved reaches the image edges at the centre's distance, capped at half the camera
     distance so that every camera sees all of it from the outside. Voxel ``(i, j, k)`` is centred at
@@ -147,14 +148,14 @@ def visual_hull(silhouettes: np.ndarray, cameras: np.ndarray, radius: float = DE
     across = nearest + cameras[0][:3, 0] * math.sqrt(3) / 2 * edge
     reach = math.dist(*(project(point, cameras[0], grid, radius, fov_degrees) for point in (nearest, across)))
     reach *= math.sqrt(1 + 2 * math.tan(math.radians(fov_degrees) / 2) ** 2)
-    parents = _carve(np.arange(coarse ** 3), coarse, 2 * edge, half, silhouettes, cameras, 1 + math.ceil(reach),
-                     radius, fov_degrees)
+    parents, _ = _carve(np.arange(coarse ** 3), coarse, 2 * edge, half, silhouettes, cameras, 1 + math.ceil(reach),
+                        radius, fov_degrees)
     parent = np.stack(np.unravel_index(parents, (coarse,) * 3), -1)
     children = (2 * parent[:, None] + np.stack(np.unravel_index(np.arange(8), (2, 2, 2)), -1)).reshape(-1, 3)
     children = np.ravel_multi_index(children[(children < grid).all(-1)].T, (grid,) * 3)
-    kept = _carve(children, grid, edge, half, silhouettes, cameras, 1, radius, fov_degrees)
+    kept, seen = _carve(children, grid, edge, half, silhouettes, cameras, 1, radius, fov_degrees)
     occupied = np.zeros(grid ** 3, dtype=bool)
-    occupied[kept] = True
+    occupied[kept[seen]] = True  # what no view's image holds is no part of what the silhouettes show
     return occupied.reshape(grid, grid, grid), edge
 
 
@@ -223,14 +224,19 @@ def summary(agreements: list[CameraAgreement], shown: int = 10) -> str:
 
 
 def _carve(voxels: np.ndarray, grid: int, edge: float, half: float, silhouettes: np.ndarray, cameras: np.ndarray,
-           growth: int, radius: float, fov_degrees: float) -> np.ndarray:
-    """The flat indices among ``voxels`` kept by every silhouette grown by ``growth`` pixels."""
+           growth: int, radius: float, fov_degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """The flat indices among ``voxels`` kept by every silhouette grown by ``growth`` pixels (a voxel
+    outside a view's image is no evidence against it), and whether some view's image holds each."""
     centres = _centres(voxels, grid, edge, half)
+    seen = np.zeros(len(voxels), dtype=bool)
     for mask, camera in zip(silhouettes, cameras, strict=True):
         grown = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MaxFilter(2 * growth + 1)))
-        kept = _on_mask(centres, grown > 0, camera, radius, fov_degrees)
-        voxels, centres = voxels[kept], centres[kept]
-    return voxels
+        column, row, in_image = _pixels(centres, camera, mask.shape[0], radius, fov_degrees)
+        kept = ~in_image
+        kept[in_image] = grown[row[in_image], column[in_image]] > 0
+        seen |= in_image
+        voxels, centres, seen = voxels[kept], centres[kept], seen[kept]
+    return voxels, seen
 
 
 def _centres(indices: np.ndarray, grid: int, edge: float, half: float) -> np.ndarray:
@@ -244,12 +250,3 @@ def _pixels(points: np.ndarray, camera: np.ndarray, size: int, radius: float,
     x, y = project(points, camera, size, radius, fov_degrees)
     column, row = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     return column, row, (column >= 0) & (column < size) & (row >= 0) & (row < size)
-
-
-def _on_mask(points: np.ndarray, mask: np.ndarray, camera: np.ndarray, radius: float,
-             fov_degrees: float) -> np.ndarray:
-    """Whether each point falls on the mask; a point outside the image is not evidence against it."""
-    column, row, seen = _pixels(points, camera, mask.shape[0], radius, fov_degrees)
-    inside = ~seen
-    inside[seen] = mask[row[seen], column[seen]]
-    return inside
