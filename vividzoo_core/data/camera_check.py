@@ -57,7 +57,7 @@ class HullCheck:
     """One frame of an object: each view's silhouette and the visual hull of all views projected into it."""
 
     silhouettes: np.ndarray
-    """``(views, SILHOUETTE_SIZE, SILHOUETTE_SIZE)`` bool."""
+    """``(views, size, size)`` bool, ``size`` at most :data:`SILHOUETTE_SIZE`."""
     hull: np.ndarray
     """Same shape: the pixels the hull covers."""
 
