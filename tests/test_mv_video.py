@@ -11,11 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from vividzoo_core.cameras import load_cameras
+from vividzoo_core.cameras import load_cameras, orbit
 from vividzoo_core.cli import main
+from vividzoo_core.data.camera_check import MIN_COVERAGE, check_frame, hull_check
 from vividzoo_core.data.format import frame_path, view_folder
 from vividzoo_core.data.frames import prepare_image
-from vividzoo_core.data.mv_video import import_mv_video
+from vividzoo_core.data.mv_video import AZIMUTH_OFFSET, import_mv_video
 from vividzoo_core.data.overlay import camera_overlay
 from vividzoo_core.data.reader import scan_dataset
 from vividzoo_core.cameras import project
@@ -127,6 +128,18 @@ def test_camera_overlay_marks_the_centre(imported, tmp_path):
     assert main(["dataset", "camera-overlay", str(imported / "abc123-00"), "--out", str(tmp_path / "o.png")]) == 0
     tile = np.asarray(Image.open(tmp_path / "o.png"))[:256, 256:512]  # view 1 at the default 256 px
     assert tuple(tile[128, 128]) == (220, 0, 0)  # the object centre projects to the image centre
+
+
+def test_the_camera_check_passes_the_import_and_fails_a_reversed_or_upside_down_convention(imported):
+    """From the mp4 frames alone (no alpha: silhouettes from the white background): views running the other
+    way or seen from below disagree with the ball's silhouettes; the importer's cameras agree.
+    (A wrong azimuth start would not show: it only turns the whole ring.)"""
+    video = scan_dataset(imported, views=4, frames_needed=FRAMES).objects[0]
+    check = check_frame(video)
+    assert check.silhouettes.shape == (VIEWS, SIZE, SIZE) and check.coverage.min() > 0.99
+    start = AZIMUTH_START + AZIMUTH_OFFSET
+    for wrong in (orbit(VIEWS, ELEVATION, start, azimuth_span=-360.0), orbit(VIEWS, -ELEVATION, start)):
+        assert hull_check(check.silhouettes, wrong.matrices[0]).coverage.min() < MIN_COVERAGE - 0.5
 
 
 @pytest.mark.parametrize("info, message", [

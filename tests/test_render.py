@@ -27,15 +27,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vividzoo_core.cameras import load_cameras, orbit
+from vividzoo_core.cameras import load_cameras, orbit, project
 from vividzoo_core.cli import main
 from vividzoo_core.commands.options import orbit_views
+from vividzoo_core.data.camera_check import check_objects
 from vividzoo_core.data.reader import evenly_spaced_view_sets, scan_dataset, view_azimuths
 from vividzoo_core.data.render.batch import BatchSummary, find_assets, load_captions, render_assets, select_assets
+from vividzoo_core.data.shards import Shard
 from vividzoo_core.data.render.sample_asset import ACTIONS, marker_centres
 from vividzoo_core.data.render.settings import RenderSettings, object_draws
-from vividzoo_core.cameras import project
-from vividzoo_core.data.shards import Shard
 from vividzoo_core.errors import VividZooError
 
 HAVE_BPY = importlib.util.find_spec("bpy") is not None
@@ -242,6 +242,14 @@ def test_output_is_a_dataset_the_reader_accepts(rendered: Path) -> None:
     assert report.objects[0].caption == "two markers, moving, 3d asset"
     record = json.loads((rendered / "walker--move" / "render.json").read_text())
     assert record["animation"] == "move" and len(record["sha256"]) == 64
+
+
+@needs_bpy
+def test_the_renders_pass_the_camera_check(rendered: Path) -> None:
+    """Blender's alpha silhouettes, carved through cameras.json with render.json's radius and field of view."""
+    agreements = check_objects(scan_dataset(rendered, views=4, frames_needed=FRAMES).objects)
+    assert len(agreements) == 2 and all(agreement.problem() is None for agreement in agreements)
+    assert min(agreement.score for agreement in agreements) > 0.99, [a.coverage for a in agreements]
 
 
 @needs_bpy

@@ -68,6 +68,13 @@ def camera_to_world(elevation: Any, azimuth: Any) -> np.ndarray:
     return OPENGL_TO_BLENDER @ matrix
 
 
+def at_unit_distance(matrices: np.ndarray) -> np.ndarray:
+    """A copy of camera-to-world matrices ``(..., 4, 4)`` with every position moved to unit distance."""
+    matrices = np.array(matrices, dtype=np.float64)
+    matrices[..., :3, 3] /= np.linalg.norm(matrices[..., :3, 3], axis=-1, keepdims=True)
+    return matrices
+
+
 @dataclass(frozen=True)
 class CameraRig:
     """Camera-to-world matrices, shape ``(frames, views, 4, 4)``; angles when built from angles."""
@@ -222,16 +229,22 @@ def pinhole(camera_to_world_unit: np.ndarray, size: int, radius: float = DEFAULT
 
 
 def project(
-    point_world: Sequence[float],
+    point_world: Sequence[float] | np.ndarray,
     camera_to_world_unit: np.ndarray,
     size: int,
     radius: float = DEFAULT_RADIUS,
     fov_degrees: float = DEFAULT_FOV_DEGREES,
-) -> tuple[float, float]:
-    """Pixel ``(x, y)`` of a world point seen by the camera ``camera_to_world_unit`` moved out to ``radius``."""
+) -> tuple[Any, Any]:
+    """Pixel ``(x, y)`` of a world point seen by the camera ``camera_to_world_unit`` moved out to ``radius``.
+
+    ``point_world`` may be ``(..., 3)`` points: ``x`` and ``y`` then have shape ``(...)``. The points must
+    lie in front of the camera (a point behind it lands on a meaningless pixel).
+    """
     position, rotation, focal = pinhole(camera_to_world_unit, size, radius, fov_degrees)
-    x, y, z = rotation.T @ (np.asarray(point_world, dtype=np.float64) - position)
-    return size / 2 + focal * x / -z, size / 2 - focal * y / -z
+    # Row vectors: v @ rotation is rotation.T @ v, world to camera axes.
+    camera = (np.asarray(point_world, dtype=np.float64) - position) @ rotation
+    depth = -camera[..., 2]
+    return size / 2 + focal * camera[..., 0] / depth, size / 2 - focal * camera[..., 1] / depth
 
 
 def transforms_json(

@@ -20,7 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--views", type=positive_int, default=4, help="views per training sample (default 4, orthogonal)")
     check.add_argument("--frames", type=positive_int, default=16, help="frames per training sample (default 16)")
     check.add_argument("--stride", type=positive_int, default=3, help="frame stride of a training sample (default 3)")
-    check.add_argument("--quick", action="store_true", help="do not decode every image")
+    check.add_argument("--quick", action="store_true", help="do not decode every image (nor check the cameras)")
     check.add_argument("--mvdream", type=existing_file, help="also report latent caches not made from this checkpoint")
     check.add_argument("--image-size", type=int_range(8), default=256,
                        help="with --mvdream: the training image size the caches must have (default 256)")
@@ -48,13 +48,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     mv_video.add_argument("--only", type=existing_file, help="import only these uids (high_quality_uid.txt)")
     mv_video.set_defaults(handler=_from_mv_video)
     overlay = actions.add_parser("camera-overlay",
-                                 help="draw where cameras.json puts the object centre and up axis over each view")
+                                 help="draw the visual hull carved through cameras.json, the centre and up axis over each view")
     overlay.add_argument("object", type=existing_dir, help="one object folder of a dataset")
     overlay.add_argument("--out", type=output_file, required=True, help="the picture to write (.png)")
     overlay.add_argument("--frame", type=non_negative_int, default=0, help="which frame of each view (default 0)")
     overlay.add_argument("--size", type=positive_int, default=256, help="pixels per view (default 256)")
-    overlay.add_argument("--radius", type=positive_float, help="camera distance from the centre (default 2.4)")
-    overlay.add_argument("--fov", type=positive_float, help="vertical field of view in degrees (default 40)")
+    overlay.add_argument("--radius", type=positive_float,
+                         help="camera distance from the centre (default: the object's render.json, else 2.4)")
+    overlay.add_argument("--fov", type=positive_float,
+                         help="vertical field of view in degrees (default: the object's render.json, else 40)")
     overlay.set_defaults(handler=_camera_overlay)
     _add_render_command(actions)
 
@@ -91,6 +93,7 @@ def _add_render_command(actions: argparse._SubParsersAction) -> None:
 def _check(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..data.camera_check import check_objects, summary
     from ..data.reader import scan_dataset
 
     frames_needed = (args.frames - 1) * args.stride + 1
@@ -100,6 +103,11 @@ def _check(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         report = scan_dataset(args.directory, args.views, frames_needed, not args.quick, progress)
+    if not args.quick:
+        with tqdm(unit="object", desc="camera check") as bar:  # progress() updates this bar now
+            agreements = check_objects(report.objects, progress)
+        report.problems += [problem for agreement in agreements if (problem := agreement.problem())]
+        print(summary(agreements))
     report.problems += _cache_problems(report.objects, args.mvdream, args.image_size)
     print(report.summary())
     return 1 if report.problems else 0
@@ -153,13 +161,12 @@ def _from_mv_video(args: argparse.Namespace) -> int:
 
 
 def _camera_overlay(args: argparse.Namespace) -> int:
-    from ..cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS
     from ..data.overlay import camera_overlay
 
-    picture = camera_overlay(args.object, args.size, args.frame, args.radius or DEFAULT_RADIUS,
-                             args.fov or DEFAULT_FOV_DEGREES)
+    picture = camera_overlay(args.object, args.size, args.frame, args.radius, args.fov)
     picture.save(args.out)
-    print(f"wrote {args.out}: red dot = projected object centre, green line = world up axis")
+    print(f"wrote {args.out}: cyan = outline of the visual hull of all views, magenta = silhouette it does not "
+          f"cover (right cameras leave none), red dot = object centre, green line = world up axis")
     return 0
 
 

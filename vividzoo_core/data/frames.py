@@ -143,13 +143,17 @@ def on_white(image: Image.Image) -> Image.Image:
 
 def prepare_image(image: Image.Image, size: int) -> torch.Tensor:
     """``(3, size, size)`` in [-1, 1]: transparency on white, shorter side resized, centre-cropped."""
-    image = on_white(image)
+    image = square(on_white(image), size)
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+
+
+def square(image: Image.Image, size: int) -> Image.Image:
+    """``size`` x ``size``: the shorter side resized to ``size`` (bicubic), then centre-cropped."""
     scale = size / min(image.size)
     width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
     image = image.resize((width, height), Image.Resampling.BICUBIC)
     left, top = (width - size) // 2, (height - size) // 2
-    image = image.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+    return image.crop((left, top, left + size, top + size))
 
 
 def load_image(path: Path, size: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..cameras import CAMERAS_FILE, CameraRig, load_cameras
+from ..cameras import CAMERAS_FILE, CameraRig, at_unit_distance, load_cameras
 from ..errors import VividZooError
 from .format import CAPTION_FILE, IMAGE_SUFFIXES, VIDEO_SUFFIX, VIEWS_FOLDER
 from .frames import FrameSource, ImageFrames, VideoFrames, prepare_image
@@ -215,6 +215,5 @@ class MultiViewVideoDataset(torch.utils.data.Dataset):
     def cameras(self, video: VideoObject, view_set: list[int], frames: list[int]) -> torch.Tensor:
         """``(frames * views, 16)`` unit-distance camera-to-world matrices in layout order."""
         rows = frames if video.cameras.frames > 1 else [0] * self.frames
-        matrices = video.cameras.matrices[np.ix_(rows, view_set)].copy()
-        matrices[..., :3, 3] /= np.linalg.norm(matrices[..., :3, 3], axis=-1, keepdims=True)
+        matrices = at_unit_distance(video.cameras.matrices[np.ix_(rows, view_set)])
         return torch.from_numpy(matrices.reshape(-1, 16).astype(np.float32))
