@@ -76,15 +76,16 @@ def _write_asset(path: Path, *flags: str) -> Path:
 def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("assets")
     _write_asset(folder / "facing.glb", "--facing")
+    _write_asset(folder / "facing.fbx", "--facing")  # FBX files carry their own axes
     _write_asset(folder / "walker.glb")
     _write_asset(folder / "hollow.glb", "--hollow", "--static")
     (folder / "broken.glb").write_bytes(b"glTF" + bytes(range(256)) * 4)
     return folder
 
 
-@pytest.fixture(scope="module")
-def facing(assets: Path) -> ConditionViews:
-    return render_condition_views(assets / "facing.glb", **FAST)
+@pytest.fixture(scope="module", params=["glb", "fbx"])
+def facing(assets: Path, request: pytest.FixtureRequest) -> ConditionViews:
+    return render_condition_views(assets / f"facing.{request.param}", **FAST)
 
 
 def _in_render(views: ConditionViews, points: np.ndarray) -> np.ndarray:
