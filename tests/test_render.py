@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from render_checks import HAVE_BPY, blob_centre, needs_bpy, silhouette_errors
 
 from vividzoo_core.cameras import load_cameras, orbit, project
 from vividzoo_core.cli import main
@@ -37,11 +38,6 @@ from vividzoo_core.data.shards import Shard
 from vividzoo_core.data.render.sample_asset import ACTIONS, marker_centres
 from vividzoo_core.data.render.settings import RenderSettings, object_draws
 from vividzoo_core.errors import VividZooError
-
-HAVE_BPY = importlib.util.find_spec("bpy") is not None
-if not HAVE_BPY and os.environ.get("CI"):
-    raise RuntimeError("CI must run the render tests: install bpy (pip install -e '.[test]' on Python 3.11)")
-needs_bpy = pytest.mark.skipif(not HAVE_BPY, reason="RENDER TESTS SKIPPED: bpy missing; pip install -e '.[test]' on Python 3.11")
 
 TINY = RenderSettings(views=4, elevation=(10.0, 30.0), resolution=48, samples=4, denoise=False)
 FRAMES = 6
@@ -77,14 +73,6 @@ def rendered(assets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _blob_centre(image: np.ndarray, channel: int) -> tuple[float, float]:
-    """Alpha- and colour-weighted centre (x, y) of the pixels where ``channel`` dominates; pixel j spans [j, j+1)."""
-    weight = image[..., 3] * np.clip(image[..., channel] - image[..., 2 - channel], 0.0, None)
-    assert weight.sum() > 0.5, "marker not visible"
-    rows, columns = np.mgrid[0:image.shape[0], 0:image.shape[1]] + 0.5
-    return float((weight * columns).sum() / weight.sum()), float((weight * rows).sum() / weight.sum())
-
-
 def _assert_markers_land(folder: Path, action: str, source_frames: list[float]) -> None:
     """The object sampled these source frames, and every marker is within 1 px of its cameras.json projection."""
     assert json.loads((folder / "render.json").read_text())["source_frames"] == source_frames
@@ -103,7 +91,8 @@ def _worst_marker_error(folder: Path, action: str) -> float:
         for marker, channel in zip(scale * (marker_centres(action, frame) - centre), (0, 2)):
             for view in range(rig.views):
                 image = np.asarray(Image.open(folder / "views" / f"{view:03d}" / f"{index:04d}.png"), dtype=np.float64) / 255
-                found = _blob_centre(image, channel)
+                found = blob_centre(image, channel)
+                assert found is not None, "marker not visible"
                 wanted = project(marker, rig.matrices[0, view], image.shape[0], record["settings"]["radius"],
                                  record["settings"]["fov_degrees"])
                 worst = max(worst, math.dist(found, wanted))
@@ -128,20 +117,15 @@ def _silhouette_errors(folder: Path, truth: np.ndarray) -> tuple[float, float, f
     rig = load_cameras(folder / "cameras.json")
     centre, scale = np.array(record["normalisation"]["centre"]), record["normalisation"]["scale"]
     radius, fov = record["settings"]["radius"], record["settings"]["fov_degrees"]
-    to_vertex = to_box = border = 0.0
+    errors = []
     for index, frame in enumerate(record["source_frames"]):
         points = scale * (truth[round(frame) - 1] - centre)  # recorded at frames 1..N; rendered at 24 fps
         for view in range(rig.views):
             alpha = np.asarray(Image.open(folder / "views" / f"{view:03d}" / f"{index:04d}.png"))[..., 3] / 255
             projected = np.array([project(p, rig.matrices[0, view], alpha.shape[0], radius, fov) for p in points])
-            covered = np.argwhere(alpha > 0)[:, ::-1]  # (x, y) of pixel [x, x+1) x [y, y+1)
-            gap = np.maximum(np.maximum(covered[None] - projected[:, None], projected[:, None] - covered[None] - 1), 0)
-            to_vertex = max(to_vertex, float(np.linalg.norm(gap, axis=2).min(1).max()))
-            centres = np.argwhere(alpha > 0.5)[:, ::-1] + 0.5
-            gap = np.maximum(np.maximum(projected.min(0) - centres, centres - projected.max(0)), 0)
-            to_box = max(to_box, float(np.linalg.norm(gap, axis=1).max(initial=0.0)))
-            border = max(border, float(np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]]).max()))
-    return to_vertex, to_box, border
+            errors.append(silhouette_errors(alpha, projected))
+    to_vertex, to_box, border = np.max(errors, axis=0)
+    return float(to_vertex), float(to_box), float(border)
 
 
 @needs_bpy

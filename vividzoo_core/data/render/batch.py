@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ...errors import VividZooError
 from ..shards import Shard
@@ -54,9 +54,9 @@ class BatchSummary:
                 f"and {animations} animations")
 
 
-def require_bpy() -> None:
+def require_bpy(what: str = "dataset render") -> None:
     if importlib.util.find_spec("bpy") is None:
-        raise VividZooError(f"dataset render needs Blender's Python module (bpy), which is not installed: {INSTALL_HINT}")
+        raise VividZooError(f"{what} needs Blender's Python module (bpy), which is not installed: {INSTALL_HINT}")
 
 
 def select_assets(shard: Shard, assets: list[Path]) -> list[Path]:
@@ -156,14 +156,22 @@ def render_assets(assets: list[Path], out: Path, settings: RenderSettings, capti
 
 def _run_worker(asset: Path, out: Path, work: Path, settings: RenderSettings, caption: str | None,
                 timeout: float) -> dict:
-    """The worker's result; after a crash or timeout, what it had reported before, with the reason it stopped."""
-    result_file = work / f"{asset.stem}.result.json"
-    job_file = work / f"{asset.stem}.job.json"
-    job_file.write_text(json.dumps({"asset": str(asset), "out": str(out), "work": str(work), "caption": caption,
-                                    "settings": settings.to_json(), "result": str(result_file)}))
+    job = {"asset": str(asset), "out": str(out), "work": str(work), "caption": caption, "settings": settings.to_json()}
+    log_path = out / STATE_FOLDER / "logs" / f"{asset.stem}.log"
+    return {"objects": [], "images": 0, "failures": [], **run_worker(job, work, asset.stem, log_path, timeout)}
+
+
+def run_worker(job: dict[str, Any], work: Path, name: str, log_path: Path, timeout: float) -> dict[str, Any]:
+    """Runs ``job`` in its own Blender worker process (``work/<name>.job.json``), Blender's output into ``log_path``.
+
+    Returns the worker's result; after a crash or timeout, what it had reported before (if anything), with
+    ``status`` failed and the reason it stopped.
+    """
+    result_file = work / f"{name}.result.json"
+    job_file = work / f"{name}.job.json"
+    job_file.write_text(json.dumps({**job, "result": str(result_file)}))
     package_root = str(Path(__file__).resolve().parents[3])
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    log_path = out / STATE_FOLDER / "logs" / f"{asset.stem}.log"
     with log_path.open("w") as log:
         try:
             process = subprocess.run([sys.executable, "-m", "vividzoo_core.data.render.worker", str(job_file)],
@@ -172,8 +180,7 @@ def _run_worker(asset: Path, out: Path, work: Path, settings: RenderSettings, ca
         except subprocess.TimeoutExpired:
             stopped = f"timeout: not finished after {timeout:g} s (log: {log_path})"
     job_file.unlink()
-    nothing = {"objects": [], "images": 0, "failures": []}
-    result = json.loads(result_file.read_text()) if result_file.is_file() else nothing
+    result = json.loads(result_file.read_text()) if result_file.is_file() else {}
     result_file.unlink(missing_ok=True)
     if stopped is None and (process.returncode != 0 or result.get("status") not in ("rendered", "failed")):
         stopped = (f"the Blender worker crashed (exit code {process.returncode}; last output: {_last_line(log_path)}; "

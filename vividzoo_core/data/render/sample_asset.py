@@ -12,6 +12,8 @@ What real collections hold, each on request: ``--light`` a point light with an a
 (``sway``), ``--camera`` a camera whose action (``fly``) moves it and changes its lens, ``--hidden`` a
 box hidden in the viewport but rendered, ``--rig`` instead of the markers a column skinned to a two-bone
 armature whose action (``bend``) turns the upper bone and, in the same action, grows a shape key.
+``--facing`` instead of the markers a static grey box (:data:`FACING_BOXES`) with a red marker on its front
+(-y, what glTF calls its front) and a blue one on its left side (+x): which side a view shows.
 ``--vertices OUT.npz`` records, per action that moves geometry, the world position of every rendered
 vertex at frames 1..N, evaluated in the scene as built (before any export): what a render must show.
 """
@@ -29,6 +31,9 @@ MARKER_COLOURS = ((1.0, 0.0, 0.0, 1.0), (0.0, 0.0, 1.0, 1.0))
 MARKER_SIZE = 0.1
 ACTIONS = {"move": 1.0, "turn": -1.0}
 RIG_ACTION = "bend"
+FACING_BOXES = {"body": ((0.0, 0.0, 0.0), 0.6), "front": ((0.0, -0.4, -0.1), 0.2), "left": ((0.4, 0.0, -0.1), 0.2)}
+"""Name: (centre, edge length) of the axis-aligned cubes of ``--facing``; the markers sit low, so that the
+body hides each from the camera opposite it (15 degrees above)."""
 FPS = 24
 
 
@@ -47,7 +52,7 @@ def marker_centres(action: str, frame: float) -> np.ndarray:
 
 def write_asset(path: Path, frames: int = 6, animated: bool = True, body: bool = False, hollow: bool = False,
                 light: bool = False, camera: bool = False, hidden: bool = False, rig: bool = False,
-                vertices: Path | None = None) -> None:
+                vertices: Path | None = None, facing: bool = False) -> None:
     """Builds the asset in a fresh Blender scene; exports glTF (binary for ``.glb``) or FBX, or saves ``.blend``."""
     import bpy
 
@@ -55,6 +60,8 @@ def write_asset(path: Path, frames: int = 6, animated: bool = True, body: bool =
     bpy.context.scene.render.fps = FPS
     if rig:
         _add_rig(frames)
+    elif facing:
+        _add_facing()
     else:
         _add_markers(frames, animated, body, hollow)
     if light:
@@ -102,6 +109,24 @@ def _add_markers(frames: int, animated: bool, body: bool, hollow: bool) -> None:
         for name in ACTIONS:
             _animate(obj, name, frames, {"location": lambda frame, n=name: object_pose(n, frame)[0].tolist(),
                                          "rotation_euler": lambda frame, n=name: (0.0, 0.0, object_pose(n, frame)[1])})
+
+
+def _add_facing() -> None:
+    import bpy  # first: it makes bmesh importable
+    import bmesh
+
+    mesh = bpy.data.meshes.new("facing")
+    shape = bmesh.new()
+    for index, (centre, size) in enumerate(FACING_BOXES.values()):
+        cube = bmesh.ops.create_cube(shape, size=size)["verts"]
+        bmesh.ops.translate(shape, verts=cube, vec=centre)
+        for face in {face for vertex in cube for face in vertex.link_faces}:
+            face.material_index = index
+    shape.to_mesh(mesh)
+    mesh.materials.append(_material("body", (0.6, 0.6, 0.6, 1.0), (0.0, 0.0, 0.0, 1.0)))
+    for colour, name in zip(MARKER_COLOURS, ("red", "blue")):
+        mesh.materials.append(_material(name, (0.0, 0.0, 0.0, 1.0), colour))
+    _link("facing", mesh)
 
 
 def _add_rig(frames: int) -> None:
@@ -257,6 +282,7 @@ if __name__ == "__main__":
     parser.add_argument("--hidden", action="store_true", help="a box hidden in the viewport but rendered")
     parser.add_argument("--rig", action="store_true", help="a skinned column with a shape key instead of the markers")
     parser.add_argument("--vertices", type=Path, help="record every rendered vertex per action and frame (.npz)")
+    parser.add_argument("--facing", action="store_true", help="a static box with a red marker in front, a blue one left")
     args = parser.parse_args()
     write_asset(args.path, args.frames, not args.static, args.body, args.hollow, args.light, args.camera, args.hidden,
-                args.rig, args.vertices)
+                args.rig, args.vertices, args.facing)

@@ -160,6 +160,10 @@ def scene_fps() -> float:
     return render.fps / render.fps_base
 
 
+def current_frame() -> float:
+    return float(bpy.context.scene.frame_current)
+
+
 def set_frame(frame: float) -> None:
     whole = math.floor(frame)
     bpy.context.scene.frame_set(int(whole), subframe=frame - whole)
@@ -200,14 +204,25 @@ def bounding_box(frames: list[float]) -> tuple[np.ndarray, np.ndarray, bool]:
     return low, high, moves
 
 
-def normalise(centre: np.ndarray, scale: float) -> None:
-    """Parents every root object to an empty that maps ``p`` to ``scale * (p - centre)``."""
+def normalise(low: np.ndarray, high: np.ndarray, sphere_radius: float, turn_degrees: float = 0.0) -> tuple[np.ndarray, float]:
+    """Frames the box ``[low, high]``: centred at the origin, scaled into a sphere of ``sphere_radius`` (its
+    circumscribed sphere), turned by ``turn_degrees`` about z (counter-clockwise seen from above).
+
+    Parents every root object to an empty that maps ``p`` to ``R_z(turn) scale (p - centre)``; returns
+    ``(centre, scale)``.
+    """
+    half_diagonal = float(np.linalg.norm(high - low)) / 2
+    if half_diagonal < 1e-9:
+        raise AssetError("its geometry is a single point")
+    centre, scale = (low + high) / 2, sphere_radius / half_diagonal
     empty = bpy.data.objects.new(NORMALISER, None)
     bpy.context.scene.collection.objects.link(empty)
-    empty.matrix_world = Matrix.Diagonal((scale, scale, scale, 1.0)) @ Matrix.Translation(-centre)
+    empty.matrix_world = (Matrix.Rotation(math.radians(turn_degrees), 4, "Z") @ Matrix.Diagonal((scale, scale, scale, 1.0))
+                          @ Matrix.Translation(-centre))
     for obj in bpy.context.scene.objects:
         if obj.parent is None and obj is not empty:
             obj.parent = empty  # parent inverse stays identity: world = empty @ own transform
+    return centre, scale
 
 
 def remove_lights_and_cameras() -> None:

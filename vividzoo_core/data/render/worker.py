@@ -3,7 +3,8 @@
 The batch starts one worker per asset, so a crash or hang inside Blender costs only that asset.
 Each animation becomes one object folder, rendered in a temporary folder and renamed into place when
 complete. The worker keeps its outcome in the job's ``result`` file, rewritten after every animation:
-the objects rendered, why each other animation was not, or why the whole asset failed.
+the objects rendered, why each other animation was not, or why the whole asset failed. A job whose
+``task`` is :data:`CONDITION_VIEWS_TASK` renders one still instead (:mod:`.condition_views`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-import numpy as np
-
 from ...cameras import CAMERAS_FILE, orbit
 from ..format import CAPTION_FILE, frame_path
 from .batch import write_atomically
 from .settings import RenderSettings, frame_times, object_draws
 
 RENDER_FILE = "render.json"
+CONDITION_VIEWS_TASK = "condition_views"
+"""A job's ``task`` for :mod:`.condition_views`; a job without one renders an asset's animations into a dataset."""
 
 
 def object_ids(stem: str, animations: list[str]) -> list[str]:
@@ -107,11 +108,7 @@ def _render_animation(scene: ModuleType, folder: Path, object_id: str, name: str
     if only_moves and not moves:
         raise scene.AssetError("it moves no geometry (its keys drive only cameras, lights or other things that are "
                                "not rendered); like static assets, it is not rendered")
-    half_diagonal = float(np.linalg.norm(high - low)) / 2
-    if half_diagonal < 1e-9:
-        raise scene.AssetError("its geometry is a single point over the whole animation")
-    centre, scale = (low + high) / 2, settings.framing_sphere_radius() / half_diagonal
-    scene.normalise(centre, scale)
+    centre, scale = scene.normalise(low, high, settings.framing_sphere_radius())
     elevation, azimuth_start = object_draws(settings, object_id)
     rig = orbit(settings.views, elevation, azimuth_start)
     cameras = scene.add_cameras(rig.matrices[0], settings.radius, settings.fov_degrees)
@@ -148,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         write_atomically(Path(job["result"]), json.dumps(result))  # the batch never reads half a result
 
     try:
-        report(render_asset(Path(job["asset"]), Path(job["out"]), Path(job["work"]),
-                            RenderSettings.from_json(job["settings"]), job.get("caption"), report))
+        if job.get("task") == CONDITION_VIEWS_TASK:
+            from .condition_views import render_in_blender
+
+            report(render_in_blender(Path(job["asset"]), Path(job["out"]), RenderSettings.from_json(job["settings"])))
+        else:
+            report(render_asset(Path(job["asset"]), Path(job["out"]), Path(job["work"]),
+                                RenderSettings.from_json(job["settings"]), job.get("caption"), report))
     except AssetError as error:
         report({"status": "failed", "reason": str(error), "objects": [], "images": 0, "failures": []})
     return 0
