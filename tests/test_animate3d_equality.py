@@ -228,3 +228,24 @@ def test_the_scheduler_is_the_originals():
     assert float(scheduler.final_alpha_cumprod) == recorded.pop("final_alpha_cumprod")
     for key, value in recorded.items():
         assert scheduler.config[key] == (tuple(value) if isinstance(value, list) else value), key
+
+
+def test_a_whole_short_run_with_free_init_equals_the_original(files, monkeypatch):
+    """3 steps x 2 FreeInit passes of the standalone pipeline end on the original's final latents: the loop order,
+    the clean frame 0, FreeInit on frames 1.. only, and the random draws (posterior, latents, fresh noise)."""
+    from vividzoo_core import animate3d_pipeline
+    from vividzoo_core.animate3d_pipeline import Animate3DSettings
+
+    pipeline = Animate3DPipeline.from_files(files.mvdream, files.modules, files.clip_vision, files.ip_adapter_bin,
+                                            device="cpu", dtype="fp32")
+    size, frames, condition = (META["sizes"]["64px"][k] for k in ("pixels", "frames", "condition_pixels"))
+    f = {k[5:]: v for k, v in FIXTURES.items() if k.startswith("64px.")}
+    monkeypatch.setattr(pipeline, "image_embeddings", lambda images: f["unet_image_embeds"][VIEWS:])
+    monkeypatch.setattr(animate3d_pipeline, "encode_text",
+                        lambda tokenizer, encoder, prompts, device: f["unet_context"][[0, VIEWS]])
+    settings = Animate3DSettings("a prompt", frames=frames, width=size, height=size, seed=META["seed"], steps=3,
+                                 free_init_iterations=2)
+    steps = []
+    latents = pipeline.denoise(settings, synthetic_condition_views(condition), lambda step, total: steps.append((step, total)))
+    assert steps == [(i, 6) for i in range(1, 7)]
+    assert close(layout_to_video(latents), f["short_run_3_steps_2_free_init"], 1e-4)

@@ -139,11 +139,11 @@ def test_a_clip_vision_model_of_the_wrong_width_is_refused(files, tmp_path):
 
     bigg = ClipVisionShape(width=64, layers=2, intermediate=128, patch=14, image_size=224, projection=48)
     save_file(materialise(clip_vision_spec(bigg), torch.Generator()), str(tmp_path / "clip_vision_g.safetensors"))
-    width = load_clip_vision(tmp_path / "clip_vision_g.safetensors").shape.projection
-    with pytest.raises(VividZooError, match="reads 32-wide CLIP image embeddings, the image encoder gives 48") as error:
+    with pytest.raises(CheckpointError, match="gives 48-wide image embeddings but ip-adapter_sd15_tiny_random.bin "
+                                              "reads 32-wide ones") as error:
         build_animate3d_unet(load_mvdream(files.mvdream), load_animate3d(files.modules),
-                             load_ip_adapter(files.ip_adapter_bin), width)
-    one_line(error)
+                             load_ip_adapter(files.ip_adapter_bin), load_clip_vision(tmp_path / "clip_vision_g.safetensors"))
+    assert "clip_vision_g.safetensors" in one_line(error) and "CLIP-ViT-H-14" in one_line(error)
 
 
 def test_a_vivid_zoo_alignment_file_is_refused_as_animate3d_and_the_reverse(files, tmp_path):

@@ -196,11 +196,12 @@ class Animate3DPipeline:
         mvdream_checkpoint.require_full()
         animate3d_checkpoint = load_animate3d(animate3d)
         clip_checkpoint = load_clip_vision(clip_vision)
-        ip_checkpoint = load_ip_adapter(ip_adapter) if ip_adapter else None
-        network = build_animate3d_unet(mvdream_checkpoint, animate3d_checkpoint, ip_checkpoint,
-                                       clip_checkpoint.shape.projection)
+        whole_unet = animate3d_checkpoint.image_projection is not None  # holds the IP-Adapter, as the original loads it
+        ip_checkpoint = load_ip_adapter(ip_adapter) if ip_adapter and not whole_unet else None
+        network = build_animate3d_unet(mvdream_checkpoint, animate3d_checkpoint, ip_checkpoint, clip_checkpoint)
+        ip_name = "in the UNet file" if whole_unet else Path(ip_adapter).name if ip_adapter else "none"
         names = {"mvdream": Path(mvdream).name, "animate3d": Path(animate3d).name,
-                 "clip_vision": Path(clip_vision).name, "ip_adapter": Path(ip_adapter).name if ip_adapter else "in the UNet file"}
+                 "clip_vision": Path(clip_vision).name, "ip_adapter": ip_name}
         return cls(network.to(torch_device, torch_dtype), build_vae(mvdream_checkpoint).to(torch_device, torch_dtype),
                    build_text_encoder(mvdream_checkpoint).to(torch_device, torch_dtype),
                    clip_tokenizer(mvdream_checkpoint.text_shape.kind),

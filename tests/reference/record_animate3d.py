@@ -19,7 +19,8 @@ What it does, in order:
    the processor swap, ``pos_embed = None``, ``load_state_dict`` with the original's 0-or-726 assertion.
 4. Runs the original ``AnimateDiffMVI2VPipeline`` for one guided DDIM step (stopped by its own step callback)
    and records the UNet forward (inputs and output) and the latents after the step; records FreeInit's
-   Butterworth filter and frequency mixing from the original ``FreeInitMixin``; records ``get_camera``.
+   Butterworth filter and frequency mixing from the original ``FreeInitMixin``; records ``get_camera`` and the
+   scheduler; at 64 px also a whole short run (3 steps, 2 FreeInit iterations) to its final latents.
 
 Stubs and patches (the only ones):
 - ``xformers.ops.memory_efficient_attention`` is replaced by exact softmax attention in PyTorch (chunked over
@@ -254,6 +255,23 @@ class Original:
         return record
 
 
+    def short_run(self, pixels: int, frames: int, images: np.ndarray, steps: int, free_init_iterations: int) -> torch.Tensor:
+        """A whole (short) sampling run of the original pipeline with FreeInit: the final latents."""
+        from PIL import Image
+
+        self.pipeline.enable_free_init(method="butterworth", num_iters=free_init_iterations, use_fast_sampling=False)
+        positive, negative = prompt_embeddings(self.unet.config.cross_attention_dim)
+        torch.manual_seed(SEED)
+        latents = self.pipeline(
+            prompt_embeds=positive, negative_prompt_embeds=negative, num_inference_steps=steps,
+            guidance_scale=self.config.guidance_scale, width=pixels, height=pixels, num_frames=frames,
+            num_videos_per_prompt=4, ip_adapter_image=[Image.fromarray(view) for view in images], output_type="latent",
+            i2v_cond_time_zero=self.config.i2v_cond_time_zero, i2v_similarity_init=self.config.i2v_similarity_init,
+        ).frames
+        self.pipeline.disable_free_init()
+        return latents
+
+
 def register_forward_hook_with_kwargs(module, hook):
     """torch 1.13 hooks see no keyword arguments: wrap ``forward`` instead."""
     original = module.forward
@@ -463,6 +481,8 @@ def main() -> None:
                 repeat = again.one_step(pixels, frames, synthetic_condition_views(condition_pixels))
                 meta["base_motion_module_changes_output"] = not torch.equal(repeat["unet_output"], record["unet_output"])
                 tensors.update({f"freeinit.{k}": v for k, v in record_free_init(original).items()})
+                tensors["64px.short_run_3_steps_2_free_init"] = original.short_run(
+                    pixels, frames, synthetic_condition_views(condition_pixels), steps=3, free_init_iterations=2)
         from animatediff.pipelines.pipeline import get_camera
         tensors["camera.get_camera_4"] = get_camera(4).contiguous()
         meta["get_camera_8_rows"] = get_camera(8).shape[0]

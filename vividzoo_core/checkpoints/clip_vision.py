@@ -62,6 +62,13 @@ class ClipVisionCheckpoint:
     def parameter_count(self) -> int:
         return sum(t.numel() for t in self.weights.values())
 
+    def check_fits(self, embedding_width: int, reader: str) -> None:
+        """Refuses an encoder whose image embeddings are not as wide as ``reader`` (the IP-Adapter) reads."""
+        if self.shape.projection != embedding_width:
+            raise CheckpointError(
+                self.path, f"this {self.shape.name} gives {self.shape.projection}-wide image embeddings but {reader} "
+                f"reads {embedding_width}-wide ones. {CLIP_VISION_DOWNLOAD_HINT}")
+
 
 def load_clip_vision(path: str | Path) -> ClipVisionCheckpoint:
     return parse_clip_vision(read_checkpoint(path))

@@ -131,10 +131,14 @@ def animate3d_motion_modules(checkpoint: Animate3DCheckpoint) -> MotionModuleSet
 
 
 def build_animate3d_unet(mvdream: MVDreamCheckpoint, animate3d: Animate3DCheckpoint,
-                         ip_adapter: IPAdapterCheckpoint | None = None, image_embed_dim: int | None = None,
+                         ip_adapter: IPAdapterCheckpoint | None = None, clip_vision: ClipVisionCheckpoint | None = None,
                          ip_scale: float = 1.0) -> Animate3DUNet:
     """Animate3D's network. The spatial UNet and the IP-Adapter come from the whole-UNet form of the file when it
-    has them, else from the MVDream checkpoint and ``ip_adapter``. Every tensor of every file is used."""
+    has them (as in the original, whose checkpoint is loaded over the IP-Adapter file; ``ip_adapter`` is then
+    not needed and not read), else from the MVDream checkpoint and ``ip_adapter``. Every tensor of the files
+    read is used. ``clip_vision``, when given, is checked to give the image embeddings the IP-Adapter reads."""
+    if animate3d.image_projection is not None:
+        ip_adapter = None
     if animate3d.unet is None:
         if ip_adapter is None:
             raise VividZooError(f"{animate3d.path.name} holds only Animate3D's modules; it also needs the IP-Adapter "
@@ -148,8 +152,8 @@ def build_animate3d_unet(mvdream: MVDreamCheckpoint, animate3d: Animate3DCheckpo
         load_strict(unet, animate3d.unet, "UNet", animate3d.path)
         unet = unet.eval().requires_grad_(False)
     width = ip_adapter.clip_width if ip_adapter is not None else animate3d.image_projection["image_embeds.weight"].shape[1]
-    if image_embed_dim is not None and image_embed_dim != width:
-        raise VividZooError(f"the IP-Adapter reads {width}-wide CLIP image embeddings, the image encoder gives {image_embed_dim}")
+    if clip_vision is not None:
+        clip_vision.check_fits(width, (ip_adapter or animate3d).path.name)
     network = Animate3DUNet(unet, animate3d_motion_modules(animate3d), width, ip_scale)
 
     processors = dict(animate3d.processors)
