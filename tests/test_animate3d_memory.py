@@ -12,12 +12,21 @@ from vividzoo_core.diffusers_host.unet import unet_config
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.memory import (
-    ANIMATE3D_ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16, ANIMATE3D_WEIGHT_BYTES_FP16, LiveTensorBytes, check_fits,
-    estimate_gb, flash_attention_model,
+    ANIMATE3D_ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16,
+    ANIMATE3D_WEIGHT_BYTES_FP16,
+    LiveTensorBytes,
+    check_fits,
+    estimate_gb,
+    flash_attention_model,
 )
 from vividzoo_core.network import MotionModuleSet
 from vividzoo_core.network.animate3d import SpatioTemporalAttention
-from vividzoo_core.synthetic_weights import FULL_CLIP_VISION_H, FULL_SD15, clip_vision_spec, parameter_count
+from vividzoo_core.synthetic_weights import (
+    FULL_CLIP_VISION_H,
+    FULL_SD15,
+    clip_vision_spec,
+    parameter_count,
+)
 
 
 @pytest.mark.parametrize("views, frames, size", [(4, 4, 256), (4, 8, 128)])

@@ -7,7 +7,10 @@ import torch
 
 from vividzoo_core.animate3d_pipeline import Animate3DPipeline, Animate3DSettings
 from vividzoo_core.errors import VividZooError
-from vividzoo_core.synthetic_weights import synthetic_condition_views, write_animate3d_test_weights
+from vividzoo_core.synthetic_weights import (
+    synthetic_condition_views,
+    write_animate3d_test_weights,
+)
 
 
 @pytest.fixture(scope="module")
