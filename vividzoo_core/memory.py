@@ -32,6 +32,15 @@ from .errors import VividZooError
 # From the trace of the full-size network (MVDream v1.5 UNet + AnimateDiff v2 + alignment) in fp16.
 WEIGHT_BYTES_FP16 = 2.71e9
 ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16 = 17.3e3
+# Animate3D: its UNet (MVDream + motion modules with spatial attention + reference attention + IP-Adapter,
+# 3.05 GB) and the CLIP ViT-H/14 image encoder (1.26 GB); activations 17.5e3 (256 px) to 18.3e3 (128 px) per
+# latent pixel in the trace (frame 0 is denoised with the others).
+ANIMATE3D_WEIGHT_BYTES_FP16 = 4.32e9
+ANIMATE3D_ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16 = 17.9e3
+MODEL_COSTS = {
+    "vividzoo": (WEIGHT_BYTES_FP16, ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16),
+    "animate3d": (ANIMATE3D_WEIGHT_BYTES_FP16, ANIMATE3D_ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16),
+}
 CUDA_CONTEXT_BYTES = 0.5 * 1024**3
 OVERHEAD = (1.2, 1.5)
 GB = 1024**3
@@ -81,20 +90,24 @@ def flash_attention_model() -> Iterator[None]:
         F.scaled_dot_product_attention = original
 
 
-def estimate_gb(views: int, frames: int, width: int, height: int, bytes_per_value: int = 2) -> tuple[float, float]:
+def estimate_gb(views: int, frames: int, width: int, height: int, bytes_per_value: int = 2,
+                model: str = "vividzoo") -> tuple[float, float]:
     """Likely GPU memory range (GB) to sample ``views x frames`` images with guidance.
 
-    ``frames`` is the number denoised at once: the context-window length for long videos.
+    ``frames`` is the number denoised at once: the context-window length for long videos. ``model``:
+    ``vividzoo`` or ``animate3d`` (see ``MODEL_COSTS``).
     """
-    tensors = bytes_per_value / 2 * WEIGHT_BYTES_FP16 + activation_bytes(views, frames, width, height, bytes_per_value)
+    weights = MODEL_COSTS[model][0]
+    tensors = bytes_per_value / 2 * weights + activation_bytes(views, frames, width, height, bytes_per_value, model)
     low, high = ((tensors * factor + CUDA_CONTEXT_BYTES) / GB for factor in OVERHEAD)
     return low, high
 
 
-def activation_bytes(views: int, frames: int, width: int, height: int, bytes_per_value: int = 2) -> float:
+def activation_bytes(views: int, frames: int, width: int, height: int, bytes_per_value: int = 2,
+                     model: str = "vividzoo") -> float:
     """Tensor bytes one guidance step (both branches) needs beyond the weights, before overheads."""
     latent_pixels = 2 * views * frames * (width // 8) * (height // 8)
-    return bytes_per_value / 2 * ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16 * latent_pixels
+    return bytes_per_value / 2 * MODEL_COSTS[model][1] * latent_pixels
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -122,7 +135,7 @@ def available_ram() -> int | None:
 
 
 def check_fits(views: int, frames: int, width: int, height: int, bytes_per_value: int, available: int | None,
-               where: str = "on this device") -> None:
+               where: str = "on this device", model: str = "vividzoo") -> None:
     """Refuses sampling ``views x frames`` images (``frames``: at once) whose activations cannot fit.
 
     ``available``: free bytes with the weights already loaded. Uses the low end of the estimate, so
@@ -132,13 +145,13 @@ def check_fits(views: int, frames: int, width: int, height: int, bytes_per_value
     if available is None:
         return
     overhead = OVERHEAD[0]
-    needed = overhead * activation_bytes(views, frames, width, height, bytes_per_value)
+    needed = overhead * activation_bytes(views, frames, width, height, bytes_per_value, model)
     if needed <= available:
         return
     room = available / overhead
-    per_latent_pixel = activation_bytes(views, frames, 8, 8, bytes_per_value)
+    per_latent_pixel = activation_bytes(views, frames, 8, 8, bytes_per_value, model)
     size = 8 * math.isqrt(int(max(room, 0) / per_latent_pixel))
-    frames_fit = int(max(room, 0) // activation_bytes(views, 1, width, height, bytes_per_value))
+    frames_fit = int(max(room, 0) // activation_bytes(views, 1, width, height, bytes_per_value, model))
     fits = [f"at most {size}x{size} px at {frames} frames" if size >= 8 else None,
             f"at most {frames_fit} frames at once at {width}x{height} (context windows)" if frames_fit else None]
     fits = [text for text in fits if text]
@@ -149,7 +162,8 @@ def check_fits(views: int, frames: int, width: int, height: int, bytes_per_value
     )
 
 
-def describe_estimate(views: int, frames: int, width: int, height: int, bytes_per_value: int = 2) -> str:
+def describe_estimate(views: int, frames: int, width: int, height: int, bytes_per_value: int = 2,
+                      model: str = "vividzoo") -> str:
     """:func:`estimate_gb` as text, ``"6.1 to 7.5 GB"``: one decimal, so a narrow range never reads "4-4 GB"."""
-    low, high = estimate_gb(views, frames, width, height, bytes_per_value)
+    low, high = estimate_gb(views, frames, width, height, bytes_per_value, model)
     return f"{low:.1f} to {high:.1f} GB"

@@ -34,8 +34,12 @@ def check_beta_schedule(schedule: str) -> None:
         )
 
 
-def ddim_scheduler(schedule: str = PAPER_BETA_SCHEDULE):
-    """The paper's DDIM scheduler (1000 steps, steps_offset 1, no sample clipping)."""
+def ddim_scheduler(schedule: str = PAPER_BETA_SCHEDULE, set_alpha_to_one: bool = False):
+    """The paper's DDIM scheduler (1000 steps, steps_offset 1, no sample clipping).
+
+    ``set_alpha_to_one``: the last step goes to alpha 1 (a clean sample) instead of ``alphas_cumprod[0]``;
+    diffusers' default, and so Animate3D's, whose config does not set it.
+    """
     from diffusers import DDIMScheduler
 
     check_beta_schedule(schedule)
@@ -45,7 +49,7 @@ def ddim_scheduler(schedule: str = PAPER_BETA_SCHEDULE):
         beta_end=BETA_END,
         beta_schedule=schedule,
         clip_sample=False,
-        set_alpha_to_one=False,
+        set_alpha_to_one=set_alpha_to_one,
         steps_offset=1,
         prediction_type="epsilon",
         timestep_spacing="leading",

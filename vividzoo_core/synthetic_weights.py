@@ -11,16 +11,26 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .checkpoints.alignment import alignment_checkpoint, save_alignment
+from .checkpoints.clip_vision import ClipVisionShape
 from .checkpoints.motion import POSITION_ENCODING_LENGTHS, unet_sites
 from .checkpoints.mvdream import (
-    CLIP_PREFIX, OPEN_CLIP_PREFIX, SD15, SD21, UNET_PREFIX, VAE_PREFIX, TextEncoderShape, UNetShape, VaeShape,
+    CLIP_PREFIX,
+    OPEN_CLIP_PREFIX,
+    SD15,
+    SD21,
+    UNET_PREFIX,
+    VAE_PREFIX,
+    TextEncoderShape,
+    UNetShape,
+    VaeShape,
 )
 from .network.motion_module import sinusoidal_position_encoding
 from .schedules import make_betas
@@ -259,16 +269,19 @@ def parameter_count(spec: Spec, skip: Callable[[str], bool] = lambda key: False)
 
 # -- tensors and files ---------------------------------------------------------------------------
 
-def materialise(spec: Spec, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def materialise(spec: Spec, generator: torch.Generator, dtype: torch.dtype = torch.float32,
+                all_random: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors of ``spec``. ``all_random``: norm scales and biases random too (``1 + N(0, 0.1)``,
+    ``N(0, 0.1)``), so that equality tests against a reference see every parameter."""
     tensors = {}
     for key, (shape, init) in spec.items():
         kind = init[0]
         if kind == "normal":
             tensor = torch.randn(shape, generator=generator) * init[1]
         elif kind == "ones":
-            tensor = torch.ones(shape)
+            tensor = 1 + 0.1 * torch.randn(shape, generator=generator) if all_random else torch.ones(shape)
         elif kind == "zeros":
-            tensor = torch.zeros(shape)
+            tensor = 0.1 * torch.randn(shape, generator=generator) if all_random else torch.zeros(shape)
         elif kind == "pe":
             tensor = sinusoidal_position_encoding(shape[1], shape[2])
         else:
@@ -279,17 +292,21 @@ def materialise(spec: Spec, generator: torch.Generator, dtype: torch.dtype = tor
 
 
 def mvdream_state_dict(sizes: ModelSizes, seed: int = 0, dtype: torch.dtype = torch.float32,
-                       unet_only: bool = False) -> dict[str, torch.Tensor]:
+                       unet_only: bool = False, all_random: bool = False) -> dict[str, torch.Tensor]:
     """A raw MVDream release state dict: prefixed parts plus the 12 schedule buffers."""
     generator = torch.Generator().manual_seed(seed)
-    state = {UNET_PREFIX + k: v for k, v in materialise(mvdream_unet_spec(sizes.unet), generator, dtype).items()}
+
+    def part(prefix: str, spec: Spec) -> dict[str, torch.Tensor]:
+        return {prefix + k: v for k, v in materialise(spec, generator, dtype, all_random).items()}
+
+    state = part(UNET_PREFIX, mvdream_unet_spec(sizes.unet))
     if unet_only:
         return state
-    state.update({VAE_PREFIX + k: v for k, v in materialise(vae_spec(sizes.vae), generator, dtype).items()})
+    state.update(part(VAE_PREFIX, vae_spec(sizes.vae)))
     if sizes.text.kind == "clip":
-        text = {CLIP_PREFIX + k: v for k, v in materialise(clip_text_spec(sizes.text), generator, dtype).items()}
+        text = part(CLIP_PREFIX, clip_text_spec(sizes.text))
     else:
-        text = {OPEN_CLIP_PREFIX + k: v for k, v in materialise(open_clip_text_spec(sizes.text), generator, dtype).items()}
+        text = part(OPEN_CLIP_PREFIX, open_clip_text_spec(sizes.text))
     state.update(text)
     state.update(_schedule_buffers())
     return state
@@ -313,8 +330,9 @@ def _schedule_buffers() -> dict[str, torch.Tensor]:
 
 
 def motion_state_dict(version: str, block_channels: tuple[int, ...], seed: int = 1,
-                      dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-    return materialise(motion_module_spec(version, block_channels), torch.Generator().manual_seed(seed), dtype)
+                      dtype: torch.dtype = torch.float32, all_random: bool = False) -> dict[str, torch.Tensor]:
+    return materialise(motion_module_spec(version, block_channels), torch.Generator().manual_seed(seed), dtype,
+                       all_random)
 
 
 def alignment_state_dict(version: str, block_channels: tuple[int, ...], seed: int = 2, scale: float = 0.5,
@@ -332,6 +350,19 @@ def alignment_state_dict(version: str, block_channels: tuple[int, ...], seed: in
     return weights
 
 
+def _save(path: Path, state: dict, log: Callable[[str], None]) -> Path:
+    """``.safetensors`` for flat tensor dicts, a pickle otherwise (the release formats), and a log line."""
+    from safetensors.torch import save_file
+
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    values = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
+    log(f"wrote {path} ({values / 1e6:.1f} M values)")
+    return path
+
+
 @dataclass(frozen=True)
 class RandomWeights:
     """Paths of a set of random-weight files."""
@@ -346,8 +377,6 @@ class RandomWeights:
 def write_test_weights(directory: str | Path, full_size: bool = False, dtype: torch.dtype | None = None,
                        log: Callable[[str], None] = lambda message: None) -> RandomWeights:
     """Writes MVDream (.pt), AnimateDiff v1/v2 (.ckpt) and v3 (.safetensors), and alignment files."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     sizes = FULL_SD15 if full_size else TINY_SD15
@@ -355,12 +384,7 @@ def write_test_weights(directory: str | Path, full_size: bool = False, dtype: to
     tag = "full" if full_size else "tiny"
 
     def saved(path: Path, state: dict[str, torch.Tensor]) -> Path:
-        if path.suffix == ".safetensors":
-            save_file(state, str(path))
-        else:
-            torch.save(state, path)
-        log(f"wrote {path} ({sum(t.numel() for t in state.values()) / 1e6:.1f} M values)")
-        return path
+        return _save(path, state, log)
 
     mvdream = saved(directory / f"mvdream_sd15_{tag}_random.pt", mvdream_state_dict(sizes, dtype=dtype))
     channels = sizes.unet.block_channels
@@ -406,8 +430,261 @@ def install_comfyui_test_weights(models: str | Path, full_size: bool = False,
     return installed
 
 
+
+# -- Animate3D (MV-VDM) and the IP-Adapter / CLIP image encoder files it reads ------------------------
+# Animate3D's UNet keeps SD 1.5's key structure (4 levels, a width change at every down level), so a
+# tiny UNet of widths 32/64/128/128 has exactly as many tensors as the real one: the original's own
+# load check (726 tensors left to the base files in the modules-only form) holds for it too.
+TINY_ANIMATE3D = ModelSizes(
+    _unet(SD15, 32, (1, 2, 4, 4), 64), VaeShape(32, (1, 2, 2, 2), 1, 4), TextEncoderShape("clip", 64, 2, 128, 49408, 77)
+)
+TINY_CLIP_VISION = ClipVisionShape(width=64, layers=2, intermediate=128, patch=14, image_size=224, projection=32)
+FULL_CLIP_VISION_H = ClipVisionShape(width=1280, layers=32, intermediate=5120, patch=14, image_size=224, projection=1024)
+IP_ADAPTER_TOKENS = 4
+
+
+def clip_vision_spec(shape: ClipVisionShape) -> Spec:
+    """transformers ``CLIPVisionModelWithProjection`` names, as in h94/IP-Adapter's image encoder."""
+    width, tokens = shape.width, (shape.image_size // shape.patch) ** 2 + 1
+    spec: Spec = {
+        "vision_model.embeddings.class_embedding": ((width,), ("normal", 0.02)),
+        "vision_model.embeddings.patch_embedding.weight": (
+            (width, 3, shape.patch, shape.patch), ("normal", 1 / math.sqrt(3 * shape.patch**2))),
+        "vision_model.embeddings.position_embedding.weight": ((tokens, width), ("normal", 0.02)),
+    }
+    _norm(spec, "vision_model.pre_layrnorm", width)
+    for n in range(shape.layers):
+        layer = f"vision_model.encoder.layers.{n}"
+        for projection in ("k_proj", "v_proj", "q_proj", "out_proj"):
+            _linear(spec, f"{layer}.self_attn.{projection}", width, width)
+        _norm(spec, f"{layer}.layer_norm1", width)
+        _linear(spec, f"{layer}.mlp.fc1", shape.intermediate, width)
+        _linear(spec, f"{layer}.mlp.fc2", width, shape.intermediate)
+        _norm(spec, f"{layer}.layer_norm2", width)
+    _norm(spec, "vision_model.post_layernorm", width)
+    _linear(spec, "visual_projection", shape.projection, width, bias=False)
+    return spec
+
+
+def synthetic_condition_views(pixels: int) -> np.ndarray:
+    """Four deterministic ``(pixels, pixels, 3)`` uint8 test views (integer arithmetic: identical on every machine
+    and NumPy version), as Animate3D's condition images in tests and the reference fixtures."""
+    y, x = np.mgrid[0:pixels, 0:pixels].astype(np.int64)
+    views = []
+    for v in range(4):
+        channels = [((x * (v + 3) + y * (c + 5) + (x * y) // (7 + v)) * 256 // (pixels + 1)) % 256 for c in range(3)]
+        views.append(np.stack(channels, -1).astype(np.uint8))
+    return np.stack(views)
+
+
+def spatial_attention_sites(shape: UNetShape) -> list[tuple[str, int]]:
+    """``(path, channels)`` of every spatial transformer block in diffusers' names and in the order of
+    diffusers' ``attn_processors`` (down blocks, up blocks, then the mid block), which numbers IP-Adapter layers."""
+    widths, levels, depth = shape.block_channels, len(shape.channel_mult), shape.transformer_depth
+    sites = []
+    for i in range(levels):
+        if shape.attention_levels[i]:
+            sites += [(f"down_blocks.{i}.attentions.{j}.transformer_blocks.{d}", widths[i])
+                      for j in range(shape.num_res_blocks) for d in range(depth)]
+    for i in range(levels):
+        level = levels - 1 - i
+        if shape.attention_levels[level]:
+            sites += [(f"up_blocks.{i}.attentions.{j}.transformer_blocks.{d}", widths[level])
+                      for j in range(shape.num_res_blocks + 1) for d in range(depth)]
+    sites += [(f"mid_block.attentions.0.transformer_blocks.{d}", widths[-1]) for d in range(depth)]
+    return sites
+
+
+def ip_adapter_spec(shape: UNetShape, clip_width: int) -> Spec:
+    """IP-Adapter (SD 1.5 layout) flattened as in ``ip-adapter_sd15.safetensors``: ``image_proj.{proj,norm}.*``
+    and ``ip_adapter.{2i+1}.to_{k,v}_ip.weight`` for the i-th cross-attention in :func:`spatial_attention_sites` order."""
+    context = shape.context_dim
+    spec: Spec = {}
+    _linear(spec, "image_proj.proj", IP_ADAPTER_TOKENS * context, clip_width)
+    _norm(spec, "image_proj.norm", context)
+    for i, (_, channels) in enumerate(spatial_attention_sites(shape)):
+        for projection in ("to_k_ip", "to_v_ip"):
+            _linear(spec, f"ip_adapter.{2 * i + 1}.{projection}", channels, context, bias=False)
+    return spec
+
+
+def animate3d_motion_sites(shape: UNetShape) -> list[tuple[str, int]]:
+    """Animate3D's motion modules in diffusers' names (``down_blocks.0.motion_modules.0``), forward order."""
+    widths = shape.block_channels
+    sites = [(f"down_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(widths) for j in range(2)]
+    sites.append(("mid_block.motion_modules.0", widths[-1]))
+    return sites + [(f"up_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(reversed(widths)) for j in range(3)]
+
+
+def animate3d_spec(shape: UNetShape, pe_length: int = 32) -> Spec:
+    """``animate3d_motion_modules.ckpt`` in its modules-only form: the tensors Animate3D trains ("motion_modules."
+    and "i2v." in its training config), named as its diffusers ``MVUNetMotionModel`` names them.
+
+    Per motion module: diffusers' temporal transformer (``norm``, ``proj_in/out``, one block of ``norm1-3``,
+    ``attn1/2``, ``ff``), and per attention the spatial branch of its processor (``to_{q,k,v,out}_sp``), the
+    alpha blender and the temporal position encoding it restores (``time_pos_embed.pe``). Per spatial
+    ``attn1``: the reference-attention projections ``to_q_i2v`` and ``to_out_i2v``.
+    """
+    spec: Spec = {}
+    for site, c in animate3d_motion_sites(shape):
+        _norm(spec, f"{site}.norm", c)
+        _linear(spec, f"{site}.proj_in", c, c)
+        block = f"{site}.transformer_blocks.0"
+        for n in (1, 2, 3):
+            _norm(spec, f"{block}.norm{n}", c)
+        for a in (1, 2):
+            attention = f"{block}.attn{a}"
+            for projection in ("to_q", "to_k", "to_v"):
+                _linear(spec, f"{attention}.{projection}", c, c, bias=False)
+            _linear(spec, f"{attention}.to_out.0", c, c)
+            processor = f"{attention}.processor"
+            for projection in ("to_q_sp", "to_k_sp", "to_v_sp"):
+                _linear(spec, f"{processor}.{projection}", c, c, bias=False)
+            _linear(spec, f"{processor}.to_out_sp", c, c)
+            spec[f"{processor}.alpha_blender.mix_factor"] = ((1,), ("normal", 1.0))
+            spec[f"{processor}.time_pos_embed.pe"] = ((1, pe_length, c), ("pe",))
+        _linear(spec, f"{block}.ff.net.0.proj", c * 8, c)
+        _linear(spec, f"{block}.ff.net.2", c, c * 4)
+        _linear(spec, f"{site}.proj_out", c, c)
+    for path, c in spatial_attention_sites(shape):
+        _linear(spec, f"{path}.attn1.processor.to_q_i2v", c, c, bias=False)
+        _linear(spec, f"{path}.attn1.processor.to_out_i2v", c, c)
+    return spec
+
+
+def clip_vision_state_dict(shape: ClipVisionShape = TINY_CLIP_VISION, seed: int = 4,
+                           dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    return materialise(clip_vision_spec(shape), torch.Generator().manual_seed(seed), dtype, all_random=True)
+
+
+def ip_adapter_state_dict(shape: UNetShape, clip_width: int, seed: int = 5,
+                          dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Flat (safetensors) names; :func:`nested_ip_adapter` gives the ``.bin`` form."""
+    return materialise(ip_adapter_spec(shape, clip_width), torch.Generator().manual_seed(seed), dtype, all_random=True)
+
+
+def nested_ip_adapter(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """``ip-adapter_sd15.bin``'s layout: ``{"image_proj": {...}, "ip_adapter": {...}}``."""
+    nested: dict[str, dict[str, torch.Tensor]] = {"image_proj": {}, "ip_adapter": {}}
+    for key, tensor in flat.items():
+        part, name = key.split(".", 1)
+        nested[part][name] = tensor
+    return nested
+
+
+def animate3d_state_dict(shape: UNetShape, seed: int = 6, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """The modules-only form, every tensor random (the zero-initialised branches too, so none hides)."""
+    return materialise(animate3d_spec(shape), torch.Generator().manual_seed(seed), dtype, all_random=True)
+
+
+def animate3d_full_state_dict(mvdream_unet: dict[str, torch.Tensor], shape: UNetShape,
+                              ip_adapter: dict[str, torch.Tensor], modules: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The whole-UNet form: the MVDream UNet (LDM names, no prefix) and the IP-Adapter in the diffusers names
+    Animate3D's UNet gives them, plus the trained modules."""
+    from diffusers.loaders.single_file_utils import (
+        LDM_UNET_KEY,
+        convert_ldm_unet_checkpoint,
+    )
+
+    from .diffusers_host.unet import unet_config
+
+    renamed = {LDM_UNET_KEY + k.replace("camera_embed.", "label_emb.0.", 1): v for k, v in mvdream_unet.items()}
+    unet = convert_ldm_unet_checkpoint(renamed, unet_config(shape))
+    state = {k.replace("class_embedding.", "camera_embedding.", 1): v for k, v in unet.items()}
+    projection = "encoder_hid_proj.image_projection_layers.0."
+    state.update({projection + "image_embeds." + k[len("image_proj.proj."):]: v
+                  for k, v in ip_adapter.items() if k.startswith("image_proj.proj.")})
+    state.update({projection + "norm." + k[len("image_proj.norm."):]: v
+                  for k, v in ip_adapter.items() if k.startswith("image_proj.norm.")})
+    for i, (path, _) in enumerate(spatial_attention_sites(shape)):
+        for projection_name in ("to_k_ip", "to_v_ip"):
+            state[f"{path}.attn2.processor.{projection_name}.0.weight"] = ip_adapter[
+                f"ip_adapter.{2 * i + 1}.{projection_name}.weight"]
+    state.update(modules)
+    return state
+
+
+@dataclass(frozen=True)
+class Animate3DWeights:
+    """Paths of a set of random-weight files for Animate3D, in the layouts users download."""
+
+    mvdream: Path
+    motion: Path
+    ip_adapter_bin: Path
+    ip_adapter_safetensors: Path
+    clip_vision: Path
+    modules: Path
+    full: Path | None = None
+
+
+def write_animate3d_test_weights(directory: str | Path, full_form: bool = True,
+                                 log: Callable[[str], None] = lambda message: None) -> Animate3DWeights:
+    """Tiny random MVDream (.pt), AnimateDiff v2 (.ckpt), ip-adapter_sd15 (.bin and .safetensors), CLIP image
+    encoder (.safetensors) and ``animate3d_motion_modules.ckpt`` in both forms (the whole-UNet form needs diffusers).
+
+    Every tensor is random (norms and biases too), so equality tests see every parameter.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sizes = TINY_ANIMATE3D
+
+    def saved(path: Path, state: dict) -> Path:
+        return _save(path, state, log)
+
+    mvdream_state = mvdream_state_dict(sizes, seed=0, all_random=True)
+    ip_flat = ip_adapter_state_dict(sizes.unet, TINY_CLIP_VISION.projection)
+    modules = animate3d_state_dict(sizes.unet)
+    files = Animate3DWeights(
+        mvdream=saved(directory / "mvdream_sd15_animate3d_tiny_random.pt", mvdream_state),
+        motion=saved(directory / "mm_sd_v15_v2_animate3d_tiny_random.ckpt",
+                     motion_state_dict("v2", sizes.unet.block_channels, all_random=True)),
+        ip_adapter_bin=saved(directory / "ip-adapter_sd15_tiny_random.bin", nested_ip_adapter(ip_flat)),
+        ip_adapter_safetensors=saved(directory / "ip-adapter_sd15_tiny_random.safetensors", ip_flat),
+        clip_vision=saved(directory / "clip_vision_h_tiny_random.safetensors", clip_vision_state_dict()),
+        modules=saved(directory / "animate3d_motion_modules_tiny_random.ckpt", modules),
+    )
+    if not full_form:
+        return files
+    unet = {k[len(UNET_PREFIX):]: v for k, v in mvdream_state.items() if k.startswith(UNET_PREFIX)}
+    full = animate3d_full_state_dict(unet, sizes.unet, ip_flat, modules)
+    # As Animate3D's training script saves it: the UNet's state dict under "state_dict", with its step.
+    return replace(files, full=saved(directory / "animate3d_full_unet_tiny_random.ckpt",
+                                     {"state_dict": full, "global_step": 0}))
+
+
 __all__ = [
-    "COMFYUI_FOLDERS", "FULL_SD15", "TEST_PREFIX", "TINY_SD15", "TINY_SD21", "ModelSizes", "RandomWeights", "alignment_state_dict", "clip_text_spec",
-    "motion_module_spec", "motion_state_dict", "mvdream_state_dict", "mvdream_unet_spec", "open_clip_text_spec",
-    "install_comfyui_test_weights", "parameter_count", "vae_spec", "write_test_weights",
+    "COMFYUI_FOLDERS",
+    "FULL_CLIP_VISION_H",
+    "FULL_SD15",
+    "TEST_PREFIX",
+    "TINY_ANIMATE3D",
+    "TINY_CLIP_VISION",
+    "TINY_SD15",
+    "TINY_SD21",
+    "Animate3DWeights",
+    "ModelSizes",
+    "RandomWeights",
+    "alignment_state_dict",
+    "animate3d_full_state_dict",
+    "animate3d_motion_sites",
+    "animate3d_spec",
+    "animate3d_state_dict",
+    "clip_text_spec",
+    "clip_vision_spec",
+    "clip_vision_state_dict",
+    "install_comfyui_test_weights",
+    "ip_adapter_spec",
+    "ip_adapter_state_dict",
+    "motion_module_spec",
+    "motion_state_dict",
+    "mvdream_state_dict",
+    "mvdream_unet_spec",
+    "nested_ip_adapter",
+    "open_clip_text_spec",
+    "parameter_count",
+    "spatial_attention_sites",
+    "synthetic_condition_views",
+    "vae_spec",
+    "write_animate3d_test_weights",
+    "write_test_weights",
 ]

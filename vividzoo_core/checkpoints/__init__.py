@@ -1,13 +1,39 @@
-"""The checkpoint files Vivid-ZOO reads and writes: MVDream, AnimateDiff motion modules, alignment."""
+"""The checkpoint files Vivid-ZOO reads and writes: MVDream, AnimateDiff motion modules, alignment, and for
+Animate3D its trained model, the IP-Adapter and the CLIP image encoder."""
 
-from .alignment import AlignmentCheckpoint, alignment_checkpoint, load_alignment, save_alignment
+from .alignment import (
+    AlignmentCheckpoint,
+    alignment_checkpoint,
+    load_alignment,
+    save_alignment,
+)
+from .animate3d import Animate3DCheckpoint, load_animate3d
+from .clip_vision import ClipVisionCheckpoint, ClipVisionShape, load_clip_vision
 from .files import LoadedFile, read_checkpoint
 from .inspect import inspect_checkpoint
+from .ip_adapter import IPAdapterCheckpoint, load_ip_adapter
 from .motion import MotionModuleCheckpoint, load_motion_module
 from .mvdream import SD15, SD21, MVDreamCheckpoint, load_mvdream
 
 __all__ = [
-    "AlignmentCheckpoint", "LoadedFile", "MVDreamCheckpoint", "MotionModuleCheckpoint", "SD15", "SD21",
-    "alignment_checkpoint", "inspect_checkpoint", "load_alignment", "load_motion_module", "load_mvdream",
-    "read_checkpoint", "save_alignment",
+    "SD15",
+    "SD21",
+    "AlignmentCheckpoint",
+    "Animate3DCheckpoint",
+    "ClipVisionCheckpoint",
+    "ClipVisionShape",
+    "IPAdapterCheckpoint",
+    "LoadedFile",
+    "MVDreamCheckpoint",
+    "MotionModuleCheckpoint",
+    "alignment_checkpoint",
+    "inspect_checkpoint",
+    "load_alignment",
+    "load_animate3d",
+    "load_clip_vision",
+    "load_ip_adapter",
+    "load_motion_module",
+    "load_mvdream",
+    "read_checkpoint",
+    "save_alignment",
 ]

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, VividZooError
+from .animate3d import is_animate3d
 from .files import LoadedFile, read_checkpoint
 from .motion import SITE, VERSION_NAMES, has_motion_modules
 
@@ -102,7 +103,10 @@ def load_alignment(path: str | Path) -> AlignmentCheckpoint:
 def parse_alignment(loaded: LoadedFile) -> AlignmentCheckpoint:
     path, meta = loaded.path, loaded.metadata
     if meta.get("format") != FORMAT:
-        if has_motion_modules(k for k in loaded.tensors if "align_" not in k):
+        if is_animate3d(loaded):
+            kind = ("Animate3D's trained model (animate3d_motion_modules.ckpt), a model of its own; load it as the "
+                    "Animate3D model, not as Vivid-ZOO alignment")
+        elif has_motion_modules(k for k in loaded.tensors if "align_" not in k):
             kind = "an AnimateDiff motion module; load it as the motion module"
         elif any(k.startswith(("model.diffusion_model.", "input_blocks.")) for k in loaded.tensors):
             kind = "a Stable Diffusion / MVDream checkpoint; load it as the MVDream model"

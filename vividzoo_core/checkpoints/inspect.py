@@ -10,7 +10,10 @@ import torch
 
 from .alignment import FORMAT as ALIGNMENT_FORMAT
 from .alignment import parse_alignment
+from .animate3d import is_animate3d, parse_animate3d
+from .clip_vision import parse_clip_vision
 from .files import LoadedFile, read_checkpoint
+from .ip_adapter import ip_adapter_parts, parse_ip_adapter
 from .motion import VERSION_NAMES, has_motion_modules, parse_motion_module
 from .mvdream import FAMILY_NAMES, split_mvdream
 
@@ -29,6 +32,46 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
             channels=sorted(set(alignment.channels.values())),
             parameters=alignment.parameter_count,
             info=alignment.info,
+        )
+    elif is_animate3d(loaded):
+        animate3d = parse_animate3d(loaded)
+        report.update(
+            kind="animate3d",
+            description="Animate3D's trained multi-view video model (MV-VDM), "
+                        + ("motion modules and reference attention only" if animate3d.form == "modules"
+                           else "the whole UNet"),
+            form=animate3d.form,
+            needs=["mvdream (VAE, text encoder" + (", UNet)" if animate3d.form == "modules" else ")"),
+                   "clip_vision"] + (["ip_adapter"] if animate3d.form == "modules" else []),
+            modules=len(animate3d.channels),
+            channels=sorted(set(animate3d.channels.values())),
+            max_frames=animate3d.pe_length,
+            parameters=animate3d.parameter_count,
+            set_aside=len(animate3d.set_aside),
+        )
+    elif ip_adapter_parts(loaded) is not None:
+        ip_adapter = parse_ip_adapter(loaded)
+        report.update(
+            kind="ip_adapter",
+            description=f"IP-Adapter for Stable Diffusion 1.5 ({len(ip_adapter.layers)} cross-attention layers, "
+                        f"4 image tokens)",
+            clip_width=ip_adapter.clip_width,
+            context_dim=ip_adapter.context_dim,
+            layers=len(ip_adapter.layers),
+            parameters=ip_adapter.parameter_count,
+        )
+    elif any(key.startswith("vision_model.") for key in loaded.tensors):
+        clip_vision = parse_clip_vision(loaded)
+        shape = clip_vision.shape
+        report.update(
+            kind="clip_vision",
+            description=shape.name,
+            width=shape.width,
+            layers=shape.layers,
+            embedding_width=shape.projection,
+            image_size=shape.image_size,
+            parameters=clip_vision.parameter_count,
+            set_aside=len(clip_vision.set_aside),
         )
     elif has_motion_modules(loaded.tensors):
         motion = parse_motion_module(loaded)

@@ -15,6 +15,7 @@ from typing import Iterable
 import torch
 
 from ..errors import CheckpointError
+from .animate3d import is_animate3d
 from .files import LoadedFile, read_checkpoint
 
 SITE = r"(?:down_blocks\.\d+|up_blocks\.\d+|mid_block)\.motion_modules\.\d+"
@@ -120,6 +121,14 @@ def _refuse_other_kinds(loaded: LoadedFile, weights: dict[str, torch.Tensor], pa
         raise CheckpointError(
             path, f"this is a HotshotXL temporal-layer file, made for SDXL, not an SD 1.5 motion module. {MOTION_DOWNLOAD_HINT}"
         )
+    if is_animate3d(loaded):
+        raise CheckpointError(
+            path, "this is Animate3D's trained model (animate3d_motion_modules.ckpt), not an AnimateDiff motion "
+            "module; load it as the Animate3D model")
+    if any(".motion_modules." in k and k.endswith("transformer_blocks.0.attn1.to_q.weight") for k in keys):
+        raise CheckpointError(
+            path, "this is an AnimateDiff motion adapter in diffusers' layout (diffusion_pytorch_model.safetensors); "
+            f"use the original release file instead. {MOTION_DOWNLOAD_HINT}")
     if loaded.metadata.get("format") == "vividzoo-alignment":
         raise CheckpointError(path, "this is a Vivid-ZOO alignment file, not a motion module; load it as the alignment")
     if not weights:

@@ -238,6 +238,12 @@ def _not_mvdream_reason(loaded: LoadedFile) -> str:
     keys = loaded.tensors.keys()
     if loaded.metadata.get("format") == "vividzoo-alignment":
         return "this is a Vivid-ZOO alignment file; load it as the alignment, not as the MVDream model"
+    if any(marker in k for k in keys for marker in (".processor.to_q_sp.", ".processor.to_q_i2v.")):
+        return "this is Animate3D's trained model (animate3d_motion_modules.ckpt); load it as the Animate3D model"
+    if any(k.startswith(("image_proj.", "ip_adapter.")) for k in keys) or {"image_proj", "ip_adapter"} & set(loaded.extras):
+        return "this is an IP-Adapter; load it as the IP-Adapter, not as the MVDream model"
+    if any(k.startswith("vision_model.") for k in keys):
+        return "this is a CLIP image encoder; load it as the CLIP vision model, not as the MVDream model"
     if has_motion_modules(keys):
         return "this is an AnimateDiff motion module; load it as the motion module, not as the MVDream model"
     if any(k.startswith("conditioner.embedders") for k in keys):

@@ -101,16 +101,18 @@ class VividZooUNet(nn.Module):
         self.unet = unet
         self.motion = motion
         self._slot = _LayoutSlot()
-        unet.set_attn_processor({
-            name: MultiViewSelfAttention(self._slot) if name.endswith("attn1.processor") else processor
-            for name, processor in unet.attn_processors.items()
-        })
+        unet.set_attn_processor({name: self.processor_for(name, processor)
+                                 for name, processor in unet.attn_processors.items()})
         if motion is not None:
             hosts = motion_sites(unet)
             for site, module in motion.sites():
                 if site not in hosts:
                     raise VividZooError(f"the UNet has no place for motion module {site}; it does not fit this UNet")
                 hosts[site].register_forward_hook(self._motion_hook(module))
+
+    def processor_for(self, name: str, processor: Any) -> Any:
+        """The attention processor for the layer ``name``: MVDream's multi-view attention on every ``attn1``."""
+        return MultiViewSelfAttention(self._slot) if name.endswith("attn1.processor") else processor
 
     def _motion_hook(self, module: nn.Module):
         def hook(_host: nn.Module, _args: Any, output: Any) -> Any:

@@ -11,15 +11,22 @@ With zero alignment the module is exactly the plain motion module ("training-fre
 
 Layer classes come from ``ops`` (``torch.nn`` by default; ComfyUI passes ``comfy.ops`` classes so it
 can manage devices and dtypes) and the attention kernel from ``attention``.
+
+A second model family builds on the same modules: ``attention_block`` swaps the temporal attention for
+a subclass (Animate3D's spatio-temporal attention, which also needs the token grid), and
+``norm_over_frames`` GroupNorms each clip over all its frames at once, as diffusers' ``MotionAdapter``
+(and so every model trained on it) does, instead of each frame on its own as AnimateDiff does.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -65,6 +72,19 @@ class PositionalEncoding(nn.Module):
         return x + self.pe[:, : x.shape[1]].to(x.dtype)
 
 
+@dataclass(frozen=True)
+class TokenGrid:
+    """Where the ``(copies * views * height * width, frames, C)`` sequences a temporal attention sees come from."""
+
+    layout: VideoLayout
+    height: int
+    width: int
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.width
+
+
 class TemporalSelfAttention(nn.Module):
     """Self-attention along time; input ``(sequences, frames, C)``."""
 
@@ -78,7 +98,7 @@ class TemporalSelfAttention(nn.Module):
         self.to_out = nn.ModuleList([ops.Linear(channels, channels)])
         self.pos_encoder = PositionalEncoding(channels, pe_length)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: TokenGrid | None = None) -> torch.Tensor:
         x = self.pos_encoder(x)
         return self.to_out[0](self.attention(self.to_q(x), self.to_k(x), self.to_v(x), self.heads))
 
@@ -105,31 +125,35 @@ class FeedForward(nn.Module):
 
 
 class TemporalTransformerBlock(nn.Module):
-    def __init__(self, channels: int, heads: int, pe_length: int, ops: Any, attention: AttentionFunction) -> None:
+    def __init__(self, channels: int, heads: int, pe_length: int, ops: Any, attention: AttentionFunction,
+                 attention_block: type[TemporalSelfAttention] = TemporalSelfAttention) -> None:
         super().__init__()
         self.attention_blocks = nn.ModuleList(
-            [TemporalSelfAttention(channels, heads, pe_length, ops, attention) for _ in range(2)]
+            [attention_block(channels, heads, pe_length, ops, attention) for _ in range(2)]
         )
         self.norms = nn.ModuleList([ops.LayerNorm(channels) for _ in range(2)])
         self.ff = FeedForward(channels, ops)
         self.ff_norm = ops.LayerNorm(channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: TokenGrid | None = None) -> torch.Tensor:
         for attention, norm in zip(self.attention_blocks, self.norms):
-            x = attention(norm(x)) + x
+            x = attention(norm(x), grid) + x
         return self.ff(self.ff_norm(x)) + x
 
 
 class TemporalTransformer(nn.Module):
     def __init__(
-        self, channels: int, pe_length: int, blocks: int, heads: int, ops: Any, attention: AttentionFunction
+        self, channels: int, pe_length: int, blocks: int, heads: int, ops: Any, attention: AttentionFunction,
+        attention_block: type[TemporalSelfAttention] = TemporalSelfAttention, norm_over_frames: bool = False,
     ) -> None:
         super().__init__()
         self.norm = ops.GroupNorm(32, channels, eps=1e-6, affine=True)
+        self.norm_over_frames = norm_over_frames
         self.proj_in = ops.Linear(channels, channels)
         self.align_3d_to_2d = ops.Linear(channels, channels)
         self.transformer_blocks = nn.ModuleList(
-            [TemporalTransformerBlock(channels, heads, pe_length, ops, attention) for _ in range(blocks)]
+            [TemporalTransformerBlock(channels, heads, pe_length, ops, attention, attention_block)
+             for _ in range(blocks)]
         )
         self.proj_out = ops.Linear(channels, channels)
         self.align_2d_to_3d = ops.Linear(channels, channels)
@@ -140,15 +164,23 @@ class TemporalTransformer(nn.Module):
         # False when the alignment is known to be zero (training-free): skips two matmuls, same result.
         self.use_alignment = True
 
+    def normalise(self, x: torch.Tensor, layout: VideoLayout) -> torch.Tensor:
+        """GroupNorm per image, or per clip over all its frames (``norm_over_frames``)."""
+        if not self.norm_over_frames:
+            return self.norm(x)
+        clips = rearrange(x, "(k f v) c h w -> (k v) c f h w", f=layout.frames, v=layout.views)
+        return rearrange(self.norm(clips), "(k v) c f h w -> (k f v) c h w", v=layout.views)
+
     def forward(self, x: torch.Tensor, layout: VideoLayout) -> torch.Tensor:
         batch, channels, height, width = x.shape
-        tokens = self.norm(x).permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+        tokens = self.normalise(x, layout).permute(0, 2, 3, 1).reshape(batch, height * width, channels)
         hidden = self.proj_in(tokens)
         if self.use_alignment:
             hidden = hidden + self.align_3d_to_2d(tokens)
         hidden = layout.group_frames(hidden)
+        grid = TokenGrid(layout, height, width)
         for block in self.transformer_blocks:
-            hidden = block(hidden)
+            hidden = block(hidden, grid)
         hidden = layout.ungroup_frames(hidden, height * width)
         out = self.proj_out(hidden)
         if self.use_alignment:
@@ -161,9 +193,11 @@ class TemporalTransformer(nn.Module):
 class MotionModule(nn.Module):
     """One temporal module of the UNet (AnimateDiff's ``VanillaTemporalModule``)."""
 
-    def __init__(self, channels: int, pe_length: int, blocks: int, heads: int, ops: Any, attention: AttentionFunction):
+    def __init__(self, channels: int, pe_length: int, blocks: int, heads: int, ops: Any, attention: AttentionFunction,
+                 attention_block: type[TemporalSelfAttention] = TemporalSelfAttention, norm_over_frames: bool = False):
         super().__init__()
-        self.temporal_transformer = TemporalTransformer(channels, pe_length, blocks, heads, ops, attention)
+        self.temporal_transformer = TemporalTransformer(channels, pe_length, blocks, heads, ops, attention,
+                                                        attention_block, norm_over_frames)
         self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor, layout: VideoLayout) -> torch.Tensor:
@@ -193,6 +227,8 @@ class MotionModuleSet(nn.Module):
         heads: int = MOTION_HEADS,
         ops: Any = nn,
         attention: AttentionFunction = sdpa_attention,
+        attention_block: type[TemporalSelfAttention] = TemporalSelfAttention,
+        norm_over_frames: bool = False,
     ) -> None:
         super().__init__()
         self.version = version
@@ -202,7 +238,9 @@ class MotionModuleSet(nn.Module):
         for site, width in channels.items():
             kind, level, index = split_site(site)
             part = kind if level is None else f"{kind}.{level}"
-            groups.setdefault(part, {})[index] = MotionModule(width, pe_length, transformer_blocks, heads, ops, attention)
+            groups.setdefault(part, {})[index] = MotionModule(
+                width, pe_length, transformer_blocks, heads, ops, attention, attention_block, norm_over_frames
+            )
 
         def block(part: str) -> MotionBlock:
             modules = groups[part]

@@ -1,0 +1,251 @@
+"""Animate3D's forward, guided DDIM step and FreeInit equal the ORIGINAL code's (yanqinJiang/Animate3D).
+
+The fixtures in tests/data/animate3d were recorded by tests/reference/record_animate3d.py from Animate3D's own
+classes (torch 1.13.1, diffusers 0.28.0; see tests/reference/README.md) on tiny random weights that
+``write_animate3d_test_weights`` regenerates bit for bit here (checked by checksums). Animate3D orders a batch
+``(guidance copy, view, frame)``; ours is ``(copy, frame, view)``: inputs and outputs are reordered to compare.
+
+The 256 px fixture is the original unpatched (its spatial attention is sized for 256 px, so its grouping is
+right there); at 64 px the original was given the real feature size (the one patch), which is what this
+package computes at every size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from einops import rearrange
+from safetensors.torch import load_file
+
+from vividzoo_core.animate3d_pipeline import (
+    Animate3DPipeline,
+    Animate3DStep,
+    check_condition_images,
+    clip_pixels,
+    condition_cameras,
+    layout_to_video,
+    resize_for_latents,
+    video_to_layout,
+)
+from vividzoo_core.checkpoints.animate3d import load_animate3d
+from vividzoo_core.checkpoints.clip_vision import load_clip_vision
+from vividzoo_core.checkpoints.ip_adapter import load_ip_adapter
+from vividzoo_core.checkpoints.mvdream import load_mvdream
+from vividzoo_core.diffusers_host import build_vae
+from vividzoo_core.diffusers_host.animate3d import (
+    build_animate3d_unet,
+    build_clip_vision,
+)
+from vividzoo_core.freeinit import butterworth_low_pass, reinitialise
+from vividzoo_core.layout import VideoLayout
+from vividzoo_core.schedules import ddim_scheduler
+from vividzoo_core.synthetic_weights import (
+    synthetic_condition_views,
+    write_animate3d_test_weights,
+)
+
+DATA = Path(__file__).parent / "data" / "animate3d"
+META = json.loads((DATA / "meta.json").read_text())
+FIXTURES = load_file(str(DATA / "fixtures.safetensors"))
+VIEWS = 4
+
+
+def close(ours: torch.Tensor, theirs: torch.Tensor, tolerance: float = 2e-5) -> bool:
+    """Equal up to float32 rounding: max difference within ``tolerance`` of the reference's largest value."""
+    return ours.shape == theirs.shape and bool((ours - theirs).abs().max() <= tolerance * theirs.abs().max())
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return write_animate3d_test_weights(tmp_path_factory.mktemp("animate3d"))
+
+
+@pytest.fixture(scope="module")
+def network(files):
+    return build_animate3d_unet(load_mvdream(files.mvdream), load_animate3d(files.modules),
+                                load_ip_adapter(files.ip_adapter_bin))
+
+
+def test_regenerated_weights_are_the_recorded_ones(files):
+    from vividzoo_core.checkpoints.files import read_checkpoint
+
+    for name, (total, squares) in META["file_checksums"].items():
+        loaded = read_checkpoint(getattr(files, name))
+        tensors = list(loaded.tensors.values()) + [t for part in loaded.extras.values() if isinstance(part, dict)
+                                                   for t in part.values()]
+        values = [t.double() for t in tensors if t.is_floating_point()]
+        assert sum(float(t.sum()) for t in values) == pytest.approx(total, rel=1e-9), name
+        assert sum(float((t * t).sum()) for t in values) == pytest.approx(squares, rel=1e-9), name
+
+
+def ours_from_original(batch: torch.Tensor, frames: int) -> torch.Tensor:
+    """``((k v), ...)`` per-video inputs of the original -> per-image ``((k f v), ...)`` in our layout."""
+    per_video = rearrange(batch, "(k v) ... -> k v ...", v=VIEWS)
+    return rearrange(per_video[:, None].expand(-1, frames, *per_video.shape[1:]), "k f v ... -> (k f v) ...")
+
+
+FORWARDS: dict[str, torch.Tensor] = {}  # our UNet output per fixture, shared by the forward and the step test
+
+
+def unet_forward(network, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    frames = META["sizes"][name]["frames"]
+    f = {k[len(name) + 1:]: v for k, v in FIXTURES.items() if k.startswith(name + ".")}
+    sample = rearrange(f["unet_sample"], "(k v) c f h w -> (k f v) c h w", v=VIEWS)
+    with torch.no_grad():
+        out = network(sample, f["unet_timestep"], ours_from_original(f["unet_context"], frames),
+                      ours_from_original(f["unet_camera"], frames), VideoLayout(VIEWS, frames),
+                      ours_from_original(f["unet_image_embeds"], frames))
+    return out, rearrange(f["unet_output"], "(k v) c f h w -> (k f v) c h w", v=VIEWS)
+
+
+@pytest.mark.parametrize("name", ["64px", "256px"])
+def test_unet_forward_equals_the_original(network, name):
+    ours, original = unet_forward(network, name)
+    FORWARDS[name] = ours
+    assert close(ours, original), float((ours - original).abs().max())
+
+
+def test_the_whole_unet_form_gives_the_same_network(files, network):
+    whole = build_animate3d_unet(load_mvdream(files.mvdream), load_animate3d(files.full))
+    ours, original = unet_forward(whole, "64px")
+    assert close(ours, original)
+
+
+def test_cameras_are_the_originals_get_camera():
+    ours = condition_cameras().embedding_input()
+    assert torch.allclose(ours, FIXTURES["camera.get_camera_4"], atol=1e-6)
+
+
+def test_the_condition_encodings_are_the_originals(files):
+    """CLIP image embeddings and clean first-frame latents (VAE posterior sample) as the original pipeline made them."""
+    for name in ("64px", "256px"):
+        size, condition = (META["sizes"][name][k] for k in ("pixels", "condition_pixels"))
+        views = check_condition_images(synthetic_condition_views(condition))
+        encoder = build_clip_vision(load_clip_vision(files.clip_vision))
+        embeds = encoder(clip_pixels(views)).image_embeds
+        original = FIXTURES[f"{name}.unet_image_embeds"]
+        assert close(embeds, original[VIEWS:], 1e-5) and torch.equal(original[:VIEWS], torch.zeros_like(embeds))
+        vae = build_vae(load_mvdream(files.mvdream))
+        generator = torch.Generator().manual_seed(META["seed"])
+        noise = torch.randn((VIEWS, 4, size // 8, size // 8), generator=generator)
+        with torch.no_grad():
+            posterior = vae.encode(resize_for_latents(views, size, size)).latent_dist
+        first = (posterior.mean + posterior.std * noise) * vae.config.scaling_factor
+        assert close(first, FIXTURES[f"{name}.unet_sample"][VIEWS:, :, 0], 1e-5)
+
+
+def test_one_guided_ddim_step_equals_the_original(network):
+    """The whole step through :class:`Animate3DStep` (guidance, DDIM, the clean frame 0 put back), at 64 px."""
+    name = "64px"
+    size, frames = META["sizes"][name]["pixels"], META["sizes"][name]["frames"]
+    f = {k[len(name) + 1:]: v for k, v in FIXTURES.items() if k.startswith(name + ".")}
+    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    scheduler.set_timesteps(25)
+    generator = torch.Generator().manual_seed(META["seed"])
+    torch.randn((VIEWS, 4, size // 8, size // 8), generator=generator)  # the posterior noise comes first
+    noise = torch.randn((VIEWS, 4, frames - 1, size // 8, size // 8), generator=generator)
+    first = f["unet_sample"][VIEWS:, :, 0]
+    assert torch.equal(f["unet_sample"][VIEWS:, :, 1:], noise), "the original's initial noise"
+    uncond, cond = f["unet_context"][0], f["unet_context"][VIEWS]
+    step = Animate3DStep(network, uncond, cond, f["unet_image_embeds"][VIEWS:], VideoLayout(VIEWS, frames), 7.5)
+    with torch.no_grad():
+        rest = step(scheduler, scheduler.timesteps[0], first, noise)
+    after = torch.cat([first[:, :, None], rest], dim=2)
+    assert close(after, f["latents_after_step"])
+
+
+def test_the_256px_step_from_the_forward_equals_the_original(network):
+    """At 256 px the step reuses the forward's output (the model input is the step's): guidance and DDIM."""
+    if "256px" not in FORWARDS:
+        FORWARDS["256px"] = unet_forward(network, "256px")[0]
+    frames = META["sizes"]["256px"]["frames"]
+    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    scheduler.set_timesteps(25)
+    eps_uncond, eps_cond = FORWARDS["256px"].chunk(2)
+    eps = eps_uncond + 7.5 * (eps_cond - eps_uncond)
+    latents = rearrange(FIXTURES["256px.unet_sample"][VIEWS:], "v c f h w -> (f v) c h w")
+    stepped = layout_to_video(scheduler.step(eps, scheduler.timesteps[0], latents).prev_sample)
+    stepped[:, :, 0] = FIXTURES["256px.unet_sample"][VIEWS:, :, 0]
+    assert stepped.shape[2] == frames and close(stepped, FIXTURES["256px.latents_after_step"])
+
+
+def test_free_init_filter_and_mixing_equal_the_original():
+    assert torch.allclose(butterworth_low_pass(15, 32, 32), FIXTURES["freeinit.filter_256px_16frames"], atol=1e-7, rtol=0)
+    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    scheduler.set_timesteps(25)
+    generator = torch.Generator().manual_seed(22)
+    initial = FIXTURES["freeinit.initial"]
+    for iteration in (1, 2):
+        mixed = reinitialise(FIXTURES[f"freeinit.denoised_{iteration}"], initial, scheduler, generator)
+        assert close(mixed, FIXTURES[f"freeinit.mixed_{iteration}"], 1e-5), iteration
+
+
+def test_layout_conversions_are_inverse():
+    video = torch.randn(VIEWS, 4, 5, 2, 2)
+    assert torch.equal(layout_to_video(video_to_layout(video)), video)
+    assert torch.equal(video_to_layout(video)[3 * VIEWS + 2], video[2, :, 3])
+
+
+def test_the_pipeline_runs_the_recorded_first_step(files, monkeypatch):
+    """The standalone pipeline, seeded like the original, reaches the original's latents after one step."""
+    pipeline = Animate3DPipeline.from_files(files.mvdream, files.modules, files.clip_vision, files.ip_adapter_bin,
+                                            device="cpu", dtype="fp32")
+    size, frames, condition = (META["sizes"]["64px"][k] for k in ("pixels", "frames", "condition_pixels"))
+    f = {k[5:]: v for k, v in FIXTURES.items() if k.startswith("64px.")}
+    from vividzoo_core import animate3d_pipeline
+    from vividzoo_core.animate3d_pipeline import Animate3DSettings
+
+    class Stop(Exception):
+        pass
+
+    original_call = animate3d_pipeline.Animate3DStep.__call__
+    seen = {}
+
+    def first_step(self, scheduler, timestep, first, rest):
+        seen["after"] = torch.cat([first[:, :, None], original_call(self, scheduler, timestep, first, rest)], dim=2)
+        raise Stop
+
+    monkeypatch.setattr(animate3d_pipeline.Animate3DStep, "__call__", first_step)
+    monkeypatch.setattr(pipeline, "image_embeddings", lambda images: f["unet_image_embeds"][VIEWS:])
+    monkeypatch.setattr(animate3d_pipeline, "encode_text",
+                        lambda tokenizer, encoder, prompts, device: f["unet_context"][[0, VIEWS]])
+    settings = Animate3DSettings("a prompt", frames=frames, width=size, height=size, seed=META["seed"])
+    with pytest.raises(Stop):
+        pipeline.denoise(settings, synthetic_condition_views(condition))
+    assert close(seen["after"], f["latents_after_step"], 5e-5)
+
+
+def test_the_scheduler_is_the_originals():
+    """The original's DDIMScheduler(**inference.yaml): linear betas, steps_offset 1, and alpha 1 at the last step."""
+    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    recorded = dict(META["scheduler"])
+    assert recorded.pop("class") == type(scheduler).__name__
+    scheduler.set_timesteps(25)
+    assert scheduler.timesteps.tolist() == recorded.pop("timesteps_25")
+    assert float(scheduler.final_alpha_cumprod) == recorded.pop("final_alpha_cumprod")
+    for key, value in recorded.items():
+        assert scheduler.config[key] == (tuple(value) if isinstance(value, list) else value), key
+
+
+def test_a_whole_short_run_with_free_init_equals_the_original(files, monkeypatch):
+    """3 steps x 2 FreeInit passes of the standalone pipeline end on the original's final latents: the loop order,
+    the clean frame 0, FreeInit on frames 1.. only, and the random draws (posterior, latents, fresh noise)."""
+    from vividzoo_core import animate3d_pipeline
+    from vividzoo_core.animate3d_pipeline import Animate3DSettings
+
+    pipeline = Animate3DPipeline.from_files(files.mvdream, files.modules, files.clip_vision, files.ip_adapter_bin,
+                                            device="cpu", dtype="fp32")
+    size, frames, condition = (META["sizes"]["64px"][k] for k in ("pixels", "frames", "condition_pixels"))
+    f = {k[5:]: v for k, v in FIXTURES.items() if k.startswith("64px.")}
+    monkeypatch.setattr(pipeline, "image_embeddings", lambda images: f["unet_image_embeds"][VIEWS:])
+    monkeypatch.setattr(animate3d_pipeline, "encode_text",
+                        lambda tokenizer, encoder, prompts, device: f["unet_context"][[0, VIEWS]])
+    settings = Animate3DSettings("a prompt", frames=frames, width=size, height=size, seed=META["seed"], steps=3,
+                                 free_init_iterations=2)
+    steps = []
+    latents = pipeline.denoise(settings, synthetic_condition_views(condition), lambda step, total: steps.append((step, total)))
+    assert steps == [(i, 6) for i in range(1, 7)]
+    assert close(layout_to_video(latents), f["short_run_3_steps_2_free_init"], 1e-4)
