@@ -16,7 +16,8 @@ from vividzoo_core.cli import main
 from vividzoo_core.data.camera_check import MIN_COVERAGE, check_frame, hull_check
 from vividzoo_core.data.format import frame_path, view_folder
 from vividzoo_core.data.frames import prepare_image
-from vividzoo_core.data.mv_video import AZIMUTH_OFFSET, import_mv_video
+from vividzoo_core.cameras import THREESTUDIO_AZIMUTH_OFFSET as AZIMUTH_OFFSET
+from vividzoo_core.data.mv_video import import_mv_video
 from vividzoo_core.data.overlay import camera_overlay
 from vividzoo_core.data.reader import scan_dataset
 from vividzoo_core.cameras import project

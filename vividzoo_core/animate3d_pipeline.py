@@ -21,7 +21,7 @@ gives the original's sample.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from . import __version__
-from .cameras import CameraRig, orbit
+from .cameras import THREESTUDIO_AZIMUTH_OFFSET, CameraRig, orbit
 from .checkpoints.animate3d import load_animate3d
 from .checkpoints.clip_vision import load_clip_vision
 from .checkpoints.ip_adapter import load_ip_adapter
@@ -54,16 +54,20 @@ from .layout import VideoLayout
 from .memory import available_bytes, check_fits
 from .devices import resolve_device, resolve_dtype
 from .schedules import ddim_scheduler
-from .video import DEFAULT_FPS, MultiViewVideo
+from .settings import CFG as CFG_SETTING
+from .settings import FPS, FREE_INIT_ITERATIONS, IP_SCALE, MOST_FRAMES_AT_ONCE, NEGATIVE, SEED, SETTINGS, WIDTH, random_seed
+from .settings import FRAMES as FRAMES_SETTING
+from .video import MultiViewVideo
 
 VIEWS = 4
 ELEVATION = 15.0
-AZIMUTH_START = 90.0  # Animate3D's azimuth 0 (threestudio: from +x towards +y) is MVDream's 90
+"""Degrees: ``get_camera``'s default, and ``eval_elevation_deg`` of Animate3D's static 4-view renders."""
+AZIMUTH_START = THREESTUDIO_AZIMUTH_OFFSET  # Animate3D's azimuth 0 (threestudio: from +x towards +y) is our 90
 STEPS = 25
-CFG = 7.5
-FREE_INIT_ITERATIONS = 3
-FRAMES = 16
-SIZE = 256
+"""Animate3D's ``inference.yaml`` (the Vivid-ZOO paper samples 50)."""
+CFG = CFG_SETTING.default
+FRAMES = FRAMES_SETTING.default
+SIZE = WIDTH.default
 
 
 def condition_cameras() -> CameraRig:
@@ -73,34 +77,34 @@ def condition_cameras() -> CameraRig:
 
 @dataclass
 class Animate3DSettings:
+    """One Animate3D video; limits (and defaults, but for Animate3D's 25 steps) from :mod:`vividzoo_core.settings`."""
+
     prompt: str
-    negative: str = ""
+    negative: str = NEGATIVE.default
     frames: int = FRAMES
     """Frames of the video, the condition frame 0 included."""
     width: int = SIZE
     height: int = SIZE
     steps: int = STEPS
     cfg: float = CFG
-    seed: int = 0
-    free_init_iterations: int = FREE_INIT_ITERATIONS
-    ip_scale: float = 1.0
-    fps: float = DEFAULT_FPS
+    seed: int | None = SEED.default
+    """None draws a random seed when the settings are made, so the saved settings can make the video again."""
+    free_init_iterations: int = FREE_INIT_ITERATIONS.default
+    ip_scale: float = IP_SCALE.default
+    fps: float = FPS.default
 
-    def check(self, max_frames: int = 32) -> None:
-        if not isinstance(self.frames, int) or not 2 <= self.frames <= max_frames:
+    def __post_init__(self) -> None:
+        if self.seed is None:
+            self.seed = random_seed()
+
+    def check(self, max_frames: int = MOST_FRAMES_AT_ONCE) -> None:
+        """Refuses a value out of its table range, and a frame count Animate3D cannot make in one pass."""
+        for field in fields(self):
+            if field.name in SETTINGS:
+                SETTINGS[field.name].check(getattr(self, field.name))
+        if not 2 <= self.frames <= max_frames:
             raise VividZooError(f"frames must be 2 to {max_frames} (frame 0 is the condition views; Animate3D was "
-                                f"trained with {FRAMES}), got {self.frames!r}")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 64 or value % 8:
-                raise VividZooError(f"{name} must be a multiple of 8 of at least 64 (Animate3D was trained at {SIZE}), "
-                                    f"got {value!r}")
-        if self.steps < 1:
-            raise VividZooError(f"steps must be at least 1, got {self.steps}")
-        if self.cfg < 0:
-            raise VividZooError(f"cfg must be 0 or more, got {self.cfg}")
-        if self.free_init_iterations < 1:
-            raise VividZooError(f"free_init_iterations must be at least 1 (1: FreeInit off), got {self.free_init_iterations}")
+                                f"trained with {FRAMES} and has no context windows), got {self.frames!r}")
 
 
 def check_condition_images(images: Any, what: str = "condition images") -> torch.Tensor:
@@ -117,7 +121,7 @@ def check_condition_images(images: Any, what: str = "condition images") -> torch
     else:
         raise VividZooError(f"{what}: expected 4 images (a batch or a list), got {type(images).__name__}")
     if len(views) != VIEWS:
-        raise VividZooError(f"{what}: Animate3D takes exactly {VIEWS} views of the object (front, right, back, left at "
+        raise VividZooError(f"{what}: Animate3D takes exactly {VIEWS} views of the object (front, left, back, right at "
                             f"{ELEVATION:g} degrees elevation), got {len(views)}")
     sizes = [tuple(view.shape) for view in views]
     if any(len(size) != 3 or size[-1] not in (3, 4) for size in sizes):

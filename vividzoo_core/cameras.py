@@ -38,6 +38,10 @@ CONVENTION = (
 )
 # Intrinsics written to transforms.json. MVDream fixes none; these match the rendering setup of
 # the Vivid-ZOO training data (radius 2.2-2.6) and our toy dataset, so reconstructions are in scale.
+THREESTUDIO_AZIMUTH_OFFSET = 90.0
+"""Our azimuth minus threestudio's (Animate3D, MV-Video): its ``p = (cos e cos b, cos e sin b, sin e)`` in a z-up
+world is our ``(cos e sin a, -cos e cos a, sin e)`` (Blender world) at ``a = b + 90``; both grow counter-clockwise
+seen from above."""
 DEFAULT_RADIUS = 2.4
 DEFAULT_FOV_DEGREES = 40.0
 

@@ -102,10 +102,16 @@ CONTEXT_OVERLAP = Setting("context_overlap", int, 4, "frames shared by neighbour
                           0, MOST_FRAMES_AT_ONCE - 1)
 FPS = Setting("fps", float, 8.0, "frames per second of the written videos", 1.0, 120.0, step=1.0)
 NEGATIVE = Setting("negative", str, "", "negative prompt (the paper: empty, with the same cameras)")
+# Animate3D's own: how strongly the condition views steer the video, and FreeInit.
+IP_SCALE = Setting("ip_scale", float, 1.0, "weight of the condition views' CLIP image tokens in cross-attention "
+                                          "(IP-Adapter scale; Animate3D: 1)", 0.0, 2.0, step=0.05)
+FREE_INIT_ITERATIONS = Setting("free_init_iterations", int, 3, "FreeInit passes: the whole sampling repeated from "
+                                                               "noise whose low frequencies come from the last pass "
+                                                               "(Animate3D: 3; 1 turns FreeInit off)", 1, 10)
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
     VIEWS, FRAMES, WIDTH, HEIGHT, STEPS, CFG, ELEVATION, AZIMUTH_START, TURN, SEED, BETA_SCHEDULE, CONTEXT_FRAMES,
-    CONTEXT_OVERLAP, FPS, NEGATIVE,
+    CONTEXT_OVERLAP, FPS, NEGATIVE, IP_SCALE, FREE_INIT_ITERATIONS,
 )}
 
 

@@ -15,7 +15,7 @@ the model was trained with from ``elv`` and ``azi_start`` alone): view ``k`` sit
 and azimuth ``azi_start + k * 360 / 16`` degrees, with the threestudio formula
 ``p = (cos e cos b, cos e sin b, sin e)`` in a z-up world, looking at the origin, up +z.
 Vivid-ZOO's azimuth ``a`` puts the camera at ``(cos e sin a, -cos e cos a, sin e)`` (Blender world),
-so MV-Video's azimuth ``b`` is our ``b + 90``: :data:`AZIMUTH_OFFSET`. Azimuth grows
+so MV-Video's azimuth ``b`` is our ``b + 90`` (:data:`~vividzoo_core.cameras.THREESTUDIO_AZIMUTH_OFFSET`). Azimuth grows
 counter-clockwise seen from above in both. Assumed, not published: that the videos were rendered
 with the same cameras the loader describes, and the distance and field of view (the camera
 embedding only takes unit-distance poses, so they matter only for a pixel check). Check on real data
@@ -42,13 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..cameras import CAMERAS_FILE, orbit
+from ..cameras import CAMERAS_FILE, THREESTUDIO_AZIMUTH_OFFSET, orbit
 from ..errors import VividZooError
 from .format import CAPTION_FILE, view_video
 
 MV_VIDEO_VIEWS = 16
-AZIMUTH_OFFSET = 90.0
-"""Vivid-ZOO azimuth minus MV-Video (threestudio) azimuth, degrees."""
 PARTIAL_PREFIX = ".partial-"
 
 
@@ -161,6 +159,6 @@ def _import(animation: Animation, source: Path, target: Path, views: int) -> str
         link.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(found[k].resolve(), link)
     (partial / CAPTION_FILE).write_text(animation.caption + "\n", encoding="utf-8")
-    orbit(views, animation.elevation, animation.azimuth_start + AZIMUTH_OFFSET).save(partial / CAMERAS_FILE)
+    orbit(views, animation.elevation, animation.azimuth_start + THREESTUDIO_AZIMUTH_OFFSET).save(partial / CAMERAS_FILE)
     partial.rename(target)
     return None

@@ -8,7 +8,7 @@ which ``inference.py`` reads as RGB). These are the cameras its pipeline's ``get
 model. ``docs/condition-views.md`` lists every value with the file and line it comes from.
 
 In our (MVDream) convention these cameras are :func:`condition_cameras`: threestudio's azimuth ``b`` is our
-``b + AZIMUTH_OFFSET`` (see :mod:`..mv_video`). Threestudio's azimuth 0 is the front of an object, ours is
+``b + THREESTUDIO_AZIMUTH_OFFSET`` (see :mod:`vividzoo_core.cameras`). Threestudio's azimuth 0 is the front of an object, ours is
 the front of an asset as Blender imports it (glTF's +z, Blender's -y), so the asset is turned by the same
 offset about the vertical before rendering: view 0 then shows its front, view 1 its left side (the camera
 moves counter-clockwise seen from above), view 2 its back, view 3 its right side. Animate3D's README turns
@@ -35,16 +35,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ...cameras import CameraRig, orbit
+from ...animate3d_pipeline import ELEVATION, VIEWS, condition_cameras
+from ...cameras import THREESTUDIO_AZIMUTH_OFFSET as AZIMUTH_OFFSET
+from ...cameras import CameraRig
 from ...errors import VividZooError
-from ..mv_video import AZIMUTH_OFFSET
 from .batch import ASSET_SUFFIXES, require_bpy, run_worker
 from .settings import DEVICES, ENGINES, RenderSettings
 from .worker import CONDITION_VIEWS_TASK
 
-VIEWS = 4
-ELEVATION = 15.0
-"""Degrees; ``eval_elevation_deg`` of the static render and ``get_camera``'s default."""
 CAMERA_DISTANCE = 3.0
 """``eval_camera_distance`` of the static render, in units of the scene sphere."""
 FOV_DEGREES = 40.0
@@ -55,11 +53,6 @@ BACKGROUND = (128, 128, 128)
 """The grey behind the object: threestudio-3dgs inverts ``back_ground_color`` 0.498 outside training (0.502)."""
 SCENE_RADIUS = 1.0
 """The sphere the asset's bounding box is scaled into: threestudio's unit scene."""
-
-
-def condition_cameras() -> CameraRig:
-    """Animate3D's 4 condition cameras (``get_camera(4)``) in our convention: one frame, unit distance."""
-    return orbit(VIEWS, ELEVATION, azimuth_start=AZIMUTH_OFFSET)
 
 
 @dataclass(frozen=True)
