@@ -16,7 +16,9 @@ import torch
 from fake_comfyui import PACKAGE, pack_with_fake_comfyui
 from workflow_schema import SNAPSHOT
 
-from vividzoo_core.synthetic_weights import RandomWeights, write_test_weights
+from vividzoo_core.synthetic_weights import (
+    Animate3DWeights, RandomWeights, write_animate3d_test_weights, write_test_weights,
+)
 
 
 def running_in_ci() -> bool:
@@ -36,6 +38,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> RandomWeights:
     return write_test_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="session")
+def animate3d_weights(tmp_path_factory: pytest.TempPathFactory) -> Animate3DWeights:
+    """Tiny random Animate3D files (both forms), IP-Adapter, CLIP image encoder, MVDream, in the real layouts."""
+    return write_animate3d_test_weights(tmp_path_factory.mktemp("animate3d_weights"))
 
 
 @pytest.fixture(autouse=True)

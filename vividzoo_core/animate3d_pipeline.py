@@ -53,7 +53,8 @@ from .freeinit import butterworth_low_pass, reinitialise
 from .layout import VideoLayout
 from .memory import available_bytes, check_fits
 from .devices import resolve_device, resolve_dtype
-from .schedules import ddim_scheduler
+from .pipeline import VividZooPipeline
+from .schedules import MVDREAM_BETA_SCHEDULE, ddim_scheduler
 from .settings import CFG as CFG_SETTING
 from .settings import FPS, FREE_INIT_ITERATIONS, IP_SCALE, MOST_FRAMES_AT_ONCE, NEGATIVE, SEED, SETTINGS, WIDTH, random_seed
 from .settings import FRAMES as FRAMES_SETTING
@@ -238,7 +239,7 @@ class Animate3DPipeline:
         frames = decoded.permute(0, 2, 3, 1).reshape(settings.frames, VIEWS, settings.height, settings.width, 3)
         info = {"generator": f"vividzoo {__version__}", "model": "Animate3D", **self.names, **asdict(settings)}
         return MultiViewVideo(frames, condition_cameras().for_layout(VideoLayout(VIEWS, settings.frames)), settings.fps,
-                              info)
+                              info, condition_views=check_condition_images(images))
 
     @torch.no_grad()
     def denoise(self, settings: Animate3DSettings, images: Any,
@@ -303,3 +304,44 @@ class Animate3DStep:
         latents = video_to_layout(torch.cat([first[:, :, None].to(rest), rest], dim=2))
         stepped = scheduler.step(self.noise_prediction(latents, timestep), timestep, latents).prev_sample
         return layout_to_video(stepped)[:, :, 1:]
+
+
+@dataclass
+class Animate3DWithViews:
+    """Animate3D bound to the 4 condition views of one object: prompts in, videos out (for ``generate_prompts``)."""
+
+    pipeline: Animate3DPipeline
+    views: torch.Tensor
+
+    def generate(self, settings: Animate3DSettings, cameras: CameraRig | None = None,
+                 on_step: Callable[[int, int], None] = lambda step, total: None) -> MultiViewVideo:
+        if cameras is not None:
+            raise VividZooError("Animate3D's cameras are fixed (its condition views' setup); leave cameras out")
+        return self.pipeline.generate(settings, self.views, on_step)
+
+
+@dataclass
+class MVDreamViewsThenAnimate3D:
+    """Text -> MVDream's 4 views at Animate3D's condition cameras -> Animate3D: released trained weights only.
+
+    MVDream (``views`` is a :class:`VividZooPipeline` without motion modules) samples the views with the same
+    prompt, seed, size, steps and guidance, on the schedule it trained with; Animate3D then animates them.
+    """
+
+    views: VividZooPipeline
+    pipeline: Animate3DPipeline
+
+    def generate(self, settings: Animate3DSettings, cameras: CameraRig | None = None,
+                 on_step: Callable[[int, int], None] = lambda step, total: None) -> MultiViewVideo:
+        from .settings import GenerationSettings
+
+        if cameras is not None:
+            raise VividZooError("Animate3D's cameras are fixed (its condition views' setup); leave cameras out")
+        view_settings = GenerationSettings(
+            settings.prompt, settings.negative, views=VIEWS, frames=1, width=settings.width, height=settings.height,
+            steps=settings.steps, cfg=settings.cfg, elevation=ELEVATION, azimuth_start=AZIMUTH_START,
+            seed=settings.seed, beta_schedule=MVDREAM_BETA_SCHEDULE)
+        views = self.views.generate(view_settings, condition_cameras(), on_step).frames[0]
+        video = self.pipeline.generate(settings, views, on_step)
+        video.info["condition_views"] = {"made_by": "MVDream, from the prompt", **asdict(view_settings)}
+        return video

@@ -9,10 +9,10 @@ import argparse
 import sys
 from typing import Sequence
 
-from .commands import dataset, demo, evaluate, generate, inspect, make_test_weights, train
+from .commands import animate, dataset, demo, evaluate, generate, inspect, make_test_weights, train
 from .errors import VividZooError
 
-COMMANDS = (generate, demo, inspect, make_test_weights, dataset, train, evaluate)
+COMMANDS = (generate, animate, demo, inspect, make_test_weights, dataset, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,17 +9,24 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, Union
 
 from .cameras import CameraRig
 from .settings import GenerationSettings
 from .video import MultiViewVideo, save_video_or_rescue
 
+if TYPE_CHECKING:
+    from .animate3d_pipeline import Animate3DSettings
+
+Settings = Union[GenerationSettings, "Animate3DSettings"]
+"""The settings of one video of either model family."""
+
 
 class VideoGenerator(Protocol):
-    """What :func:`generate_prompts` needs of a pipeline (:class:`~vividzoo_core.pipeline.VividZooPipeline`)."""
+    """What :func:`generate_prompts` needs of a pipeline: :class:`~vividzoo_core.pipeline.VividZooPipeline`, or an
+    Animate3D one bound to its condition views (:mod:`vividzoo_core.animate3d_pipeline`)."""
 
-    def generate(self, settings: GenerationSettings, cameras: CameraRig | None = None,
+    def generate(self, settings: Settings, cameras: CameraRig | None = None,
                  on_step: Callable[[int, int], None] = ...) -> MultiViewVideo: ...
 
 
@@ -31,7 +38,7 @@ def prompt_folder(out: Path, index: int, prompt: str, count: int) -> Path:
     return out / f"{index:03d}_{slug}"
 
 
-def generate_prompts(pipeline: VideoGenerator, prompts: list[str], settings: GenerationSettings, out: str | Path,
+def generate_prompts(pipeline: VideoGenerator, prompts: list[str], settings: Settings, out: str | Path,
                      cameras: CameraRig | None = None, log: Callable[[str], None] = print,
                      progress: bool = True) -> list[Path]:
     """One video per prompt with ``settings`` (its ``prompt`` replaced), written under ``out``; their folders.
@@ -47,7 +54,11 @@ def generate_prompts(pipeline: VideoGenerator, prompts: list[str], settings: Gen
         folder = prompt_folder(out, index, prompt, len(prompts))
         description = f"[{index + 1}/{len(prompts)}] {prompt[:40]}"
         with tqdm(total=settings.steps, desc=description, unit="step", disable=not progress) as bar:
-            video = pipeline.generate(video_settings, cameras, on_step=lambda step, total: bar.update(1))
+            def show(step: int, total: int, bar=bar) -> None:  # total: all steps of the stage running now
+                bar.total, bar.n = total, step
+                bar.refresh()
+
+            video = pipeline.generate(video_settings, cameras, on_step=show)
         save_video_or_rescue(video, folder)
         log(f"wrote {folder}/ (grid.mp4, view_XX.mp4, grid.webp, frames/, cameras.json, transforms.json)")
         written.append(folder)

@@ -26,7 +26,7 @@ from .layout import VideoLayout
 from .memory import available_bytes, check_fits
 from .network import MotionModuleSet
 from .schedules import ddim_scheduler
-from .settings import GenerationSettings
+from .settings import FRAMES, GenerationSettings
 from .video import MultiViewVideo
 
 
@@ -41,33 +41,41 @@ class VividZooPipeline:
         self.memory_available: Callable[[], int | None] = lambda: available_bytes(device)
 
     @classmethod
-    def from_files(cls, mvdream: str | Path, motion: str | Path, alignment: str | Path | None = None,
+    def from_files(cls, mvdream: str | Path, motion: str | Path | None, alignment: str | Path | None = None,
                    device: str = "auto", dtype: str = "auto", log: Callable[[str], None] = print) -> "VividZooPipeline":
+        """Vivid-ZOO from its files; with ``motion`` None, MVDream alone: multi-view images, each frame on its own."""
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         checkpoint = load_mvdream(mvdream)
         checkpoint.require_full()
-        motion_checkpoint = load_motion_module(motion)
-        alignment_checkpoint = load_alignment(alignment) if alignment else None
-        notices = check_pairing(checkpoint.unet_shape, motion_checkpoint, alignment_checkpoint)
+        if motion is None:
+            if alignment:
+                raise VividZooError("alignment layers join motion modules to MVDream; give a motion module with them")
+            modules, notices, names = None, [], {"mvdream": Path(mvdream).name}
+        else:
+            motion_checkpoint = load_motion_module(motion)
+            alignment_checkpoint = load_alignment(alignment) if alignment else None
+            notices = check_pairing(checkpoint.unet_shape, motion_checkpoint, alignment_checkpoint)
+            modules = MotionModuleSet.from_checkpoint(motion_checkpoint)
+            if alignment_checkpoint:
+                modules.fold_alignment(alignment_checkpoint.weights)  # free at run time; same result
+            else:
+                modules.load_alignment(None)
+            modules = modules.requires_grad_(False)
+            names = {"mvdream": Path(mvdream).name, "motion_module": Path(motion).name,
+                     "alignment": Path(alignment).name if alignment else "none (training-free)"}
         for notice in notices:
             log(f"note: {notice}")
-        modules = MotionModuleSet.from_checkpoint(motion_checkpoint)
-        if alignment_checkpoint:
-            modules.fold_alignment(alignment_checkpoint.weights)  # free at run time; same result
-        else:
-            modules.load_alignment(None)
-        network = VividZooUNet(build_unet(checkpoint), modules.requires_grad_(False)).eval()
+        network = VividZooUNet(build_unet(checkpoint), modules).eval()
         tokenizer = clip_tokenizer(checkpoint.text_shape.kind)
-        names = {"mvdream": Path(mvdream).name, "motion_module": Path(motion).name,
-                 "alignment": Path(alignment).name if alignment else "none (training-free)"}
         return cls(network.to(torch_device, torch_dtype), build_vae(checkpoint).to(torch_device, torch_dtype),
                    build_text_encoder(checkpoint).to(torch_device, torch_dtype), tokenizer, torch_device,
                    torch_dtype, notices, names)
 
     @property
     def max_frames(self) -> int:
-        return self.network.motion.max_frames
+        """Frames denoised together at most: the motion module's limit (without one, frames are independent)."""
+        return self.network.motion.max_frames if self.network.motion is not None else FRAMES.high
 
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         return encode_text(self.tokenizer, self.text_encoder, prompts, self.device)
@@ -75,7 +83,8 @@ class VividZooPipeline:
     def context_windows(self, settings: GenerationSettings) -> list[list[int]]:
         """Frames denoised together: all of them, or sliding windows (``settings.window_frames``)."""
         length = settings.window_frames(self.max_frames)
-        self.network.motion.check_frames(length)
+        if self.network.motion is not None:
+            self.network.motion.check_frames(length)
         return frame_windows(settings.frames, length, min(settings.context_overlap, length - 1))
 
     @torch.no_grad()

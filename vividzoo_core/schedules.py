@@ -13,6 +13,8 @@ from .errors import VividZooError
 
 BETA_SCHEDULES = ("linear", "scaled_linear")
 PAPER_BETA_SCHEDULE = "linear"
+MVDREAM_BETA_SCHEDULE = "scaled_linear"
+"""What MVDream trained with: its multi-view images (without motion modules) are sampled on it."""
 TRAIN_TIMESTEPS = 1000
 BETA_START = 0.00085
 BETA_END = 0.012

@@ -29,6 +29,8 @@ GRID_WEBP = "grid.webp"
 TRANSFORMS_FILE = "transforms.json"
 INFO_FILE = "info.json"
 FRAMES_FOLDER = "frames"
+CONDITION_FOLDER = "condition_views"
+"""The images a video was conditioned on (Animate3D's 4 views), as ``0.png`` ...: the names Animate3D reads."""
 
 
 def view_video_name(view: int) -> str:
@@ -48,6 +50,8 @@ class MultiViewVideo:
     fps: float = DEFAULT_FPS
     info: dict = field(default_factory=dict)
     """The settings that made it: written as ``info.json`` and as the MP4s' ``comment``."""
+    condition_views: torch.Tensor | None = None
+    """``(views, H, W, 3)`` in [0, 1]: the images it was conditioned on (Animate3D), if any."""
 
     @property
     def frame_count(self) -> int:
@@ -127,6 +131,7 @@ def save_video(video: MultiViewVideo, out_dir: str | Path, *, view_videos: bool 
     Always ``grid.mp4`` (views side by side) and ``grid.webp`` (animated preview); with ``view_videos``
     ``view_XX.mp4``; with ``frames`` every frame as ``frames/fFFF_vVV.png``, plus ``transforms.json`` when
     the cameras are known; ``cameras.json`` when they are known; ``info.json`` when the video has settings.
+    ``condition_views/0.png`` ... when it was conditioned on images (Animate3D).
     ``metadata`` adds MP4 tags (ComfyUI: the workflow) and ``exif`` goes into the WebP.
     """
     out = Path(out_dir)
@@ -159,6 +164,11 @@ def save_video(video: MultiViewVideo, out_dir: str | Path, *, view_videos: bool 
     if video.info:
         (out / INFO_FILE).write_text(json.dumps(video.info, indent=1))
         written["info"] = out / INFO_FILE
+    if video.condition_views is not None:
+        (out / CONDITION_FOLDER).mkdir(exist_ok=True)
+        for view, image in enumerate(video.condition_views):
+            Image.fromarray(to_uint8(image)).save(out / CONDITION_FOLDER / f"{view}.png")
+        written["condition_views"] = out / CONDITION_FOLDER
     return written
 
 

@@ -1,4 +1,8 @@
-"""``vividzoo generate``: text to multi-view video from local checkpoint files."""
+"""``vividzoo generate``: text to multi-view video from local checkpoint files.
+
+Vivid-ZOO (MVDream + AnimateDiff motion modules + alignment), or with ``--animate3d`` Animate3D's trained
+MV-VDM: MVDream makes the 4 condition views from the prompt, Animate3D animates them.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,27 @@ import argparse
 from typing import Callable
 
 from ..devices import DTYPE_CHOICES
+from ..errors import VividZooError
 from ..settings import (
-    AZIMUTH_START, BETA_SCHEDULE, CFG, CONTEXT_FRAMES, CONTEXT_OVERLAP, ELEVATION, FPS, FRAMES, NEGATIVE, SEED, STEPS,
-    TURN, VIEWS, WIDTH, GenerationSettings,
+    AZIMUTH_START, BETA_SCHEDULE, CFG, CONTEXT_FRAMES, CONTEXT_OVERLAP, ELEVATION, FPS, FRAMES, FREE_INIT_ITERATIONS,
+    IP_SCALE, NEGATIVE, SEED, STEPS, TURN, VIEWS, WIDTH, GenerationSettings,
 )
 from .options import add_setting, camera_file, device, existing_file, output_dir
 
 SIZE_HELP = "width and height in pixels, a multiple of 8 (the paper: 256)"
+# With --animate3d the views and their cameras are Animate3D's: these options would be ignored, so they are refused.
+VIVIDZOO_ONLY = ("motion", "alignment", "cameras", "context_frames")
+CAMERA_SETTINGS = (VIEWS, ELEVATION, AZIMUTH_START, TURN)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="text to multi-view video from local checkpoint files")
     parser.add_argument("--mvdream", type=existing_file, required=True, help="MVDream checkpoint, e.g. sd-v1.5-4view.pt")
-    parser.add_argument("--motion", type=existing_file, required=True,
-                        help="AnimateDiff motion module, e.g. mm_sd_v15_v2.ckpt")
+    parser.add_argument("--motion", type=existing_file,
+                        help="AnimateDiff motion module, e.g. mm_sd_v15_v2.ckpt (Vivid-ZOO: needed without --animate3d)")
     parser.add_argument("--alignment", type=existing_file,
                         help="trained alignment layers (.safetensors); none: training-free")
-    prompts = parser.add_mutually_exclusive_group(required=True)
-    prompts.add_argument("--prompt", help="text prompt; MVDream prompts usually end with ', 3d asset'")
-    prompts.add_argument("--prompts", type=existing_file, help="text file with one prompt per line (# comments allowed)")
+    add_prompt_options(parser)
     add_video_options(parser)
     add_setting(parser, NEGATIVE)
     for setting in (ELEVATION, AZIMUTH_START, TURN):
@@ -32,18 +38,49 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--cameras", type=camera_file, help="camera JSON or transforms.json instead of the orbit options")
     for setting in (BETA_SCHEDULE, CONTEXT_FRAMES, CONTEXT_OVERLAP, FPS):
         add_setting(parser, setting)
+    animate3d = parser.add_argument_group(
+        "Animate3D instead of Vivid-ZOO: MVDream makes the 4 condition views from the prompt, Animate3D animates them")
+    add_animate3d_files(animate3d, required=False)
+    add_animate3d_settings(animate3d)
     add_device_options(parser)
     parser.add_argument("--out", type=output_dir, required=True, help="output folder")
     parser.set_defaults(handler=run)
 
 
-def add_video_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """The size of the video and how it is sampled: shared by ``generate`` and ``eval --prompts``."""
-    add_setting(parser, VIEWS)
-    add_setting(parser, FRAMES)
+def add_prompt_options(parser: argparse.ArgumentParser) -> None:
+    prompts = parser.add_mutually_exclusive_group(required=True)
+    prompts.add_argument("--prompt", help="text prompt; MVDream prompts usually end with ', 3d asset'")
+    prompts.add_argument("--prompts", type=existing_file, help="text file with one prompt per line (# comments allowed)")
+
+
+def add_video_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                      steps_default: int | None = None, animate3d: bool = False) -> None:
+    """The size of the video and how it is sampled: shared by ``generate``, ``animate`` and ``eval --prompts``.
+
+    ``animate3d``: Animate3D's own options (its views are fixed, frame 0 is the condition views)."""
+    if animate3d:
+        add_setting(parser, FRAMES, help="frames per view, frame 0 being the condition views (Animate3D: 16, at most 32)")
+    else:
+        add_setting(parser, VIEWS)
+        add_setting(parser, FRAMES)
     add_setting(parser, WIDTH, "--size", SIZE_HELP)
-    for setting in (STEPS, CFG, SEED):
+    add_setting(parser, STEPS, default=steps_default)
+    for setting in (CFG, SEED):
         add_setting(parser, setting)
+
+
+def add_animate3d_files(parser: argparse.ArgumentParser | argparse._ArgumentGroup, required: bool) -> None:
+    parser.add_argument("--animate3d", type=existing_file, required=required, metavar="FILE",
+                        help="Animate3D's trained model, animate3d_motion_modules.ckpt")
+    parser.add_argument("--clip-vision", type=existing_file, metavar="FILE", required=required,
+                        help="CLIP ViT-H/14 image encoder, e.g. CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors (Animate3D)")
+    parser.add_argument("--ip-adapter", type=existing_file, metavar="FILE",
+                        help="ip-adapter_sd15.bin or .safetensors (Animate3D; not needed when its file holds the whole UNet)")
+
+
+def add_animate3d_settings(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    add_setting(parser, IP_SCALE)
+    add_setting(parser, FREE_INIT_ITERATIONS)
 
 
 def add_device_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -60,14 +97,47 @@ def settings_from(args: argparse.Namespace) -> GenerationSettings:
                               steps=args.steps, cfg=args.cfg, seed=args.seed, **optional)
 
 
-def check_before_loading(args: argparse.Namespace, settings: GenerationSettings) -> None:
-    """What no single option can check alone, before any weights load."""
+def animate3d_settings_from(args: argparse.Namespace):
+    """Animate3D's settings from the options; an unset seed is drawn here, once."""
+    from ..animate3d_pipeline import Animate3DSettings
+
+    return Animate3DSettings(prompt="", negative=args.negative, frames=args.frames, width=args.size, height=args.size,
+                             steps=args.steps, cfg=args.cfg, seed=args.seed, free_init_iterations=args.free_init_iterations,
+                             ip_scale=args.ip_scale, fps=args.fps)
+
+
+def check_devices(args: argparse.Namespace) -> None:
     from ..devices import resolve_device, resolve_dtype
+
+    resolve_dtype(args.dtype, resolve_device(args.device))
+
+
+def check_before_loading(args: argparse.Namespace) -> None:
+    """What no single option can check alone, before any weights load."""
     from ..layout import VideoLayout
 
-    if getattr(args, "cameras", None) is not None:
-        args.cameras.for_layout(VideoLayout(settings.views, settings.frames))
-    resolve_dtype(args.dtype, resolve_device(args.device))
+    if args.animate3d is not None:
+        given = [f"--{name.replace('_', '-')}" for name in VIVIDZOO_ONLY if getattr(args, name) is not None]
+        given += [s.option for s in CAMERA_SETTINGS if getattr(args, s.name) != s.default]
+        if given:
+            raise VividZooError(f"{', '.join(given)}: Vivid-ZOO options; with --animate3d the 4 views and their cameras "
+                                "are Animate3D's own (elevation 15, front/left/back/right). Leave them out")
+        if args.clip_vision is None:
+            raise VividZooError("--animate3d needs --clip-vision FILE (the CLIP ViT-H/14 image encoder)")
+        animate3d_settings_from(args).check()
+    else:
+        given = [option for option, value in (("--clip-vision", args.clip_vision), ("--ip-adapter", args.ip_adapter))
+                 if value is not None]
+        given += [s.option for s in (IP_SCALE, FREE_INIT_ITERATIONS) if getattr(args, s.name) != s.default]
+        if given:
+            raise VividZooError(f"{', '.join(given)}: Animate3D options; add --animate3d FILE, or leave them out")
+        if args.motion is None:
+            raise VividZooError("give --motion FILE (an AnimateDiff motion module, e.g. mm_sd_v15_v2.ckpt) for "
+                                "Vivid-ZOO, or --animate3d FILE for Animate3D")
+        if args.cameras is not None:
+            args.cameras.for_layout(VideoLayout(args.views, args.frames))
+        settings_from(args).check()
+    check_devices(args)
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
@@ -76,10 +146,15 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     from ..pipeline import VividZooPipeline
     from ..prompts import read_prompts
 
-    settings = settings_from(args)
-    check_before_loading(args, settings)
+    check_before_loading(args)
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
     quiet_diffusers()
+    if args.animate3d is not None:
+        generator, settings = text_to_animate3d(args, log), animate3d_settings_from(args)
+        log(f"device {generator.pipeline.device}, seed {settings.seed}; MVDream makes the 4 views, Animate3D animates them")
+        generate_prompts(generator, prompts, settings, args.out, log=log)
+        return 0
+    settings = settings_from(args)
     pipeline = VividZooPipeline.from_files(args.mvdream, args.motion, args.alignment, args.device, args.dtype, log)
     log(f"device {pipeline.device}, {str(pipeline.dtype).replace('torch.', '')}, seed {settings.seed}")
     windows = pipeline.context_windows(settings)
@@ -88,3 +163,14 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
             f"(the motion module sees at most {pipeline.max_frames} at once)")
     generate_prompts(pipeline, prompts, settings, args.out, args.cameras, log)
     return 0
+
+
+def text_to_animate3d(args: argparse.Namespace, log: Callable[[str], None] = print):
+    """MVDream alone (for the views) and Animate3D, from the files the options name."""
+    from ..animate3d_pipeline import Animate3DPipeline, MVDreamViewsThenAnimate3D
+    from ..pipeline import VividZooPipeline
+
+    views = VividZooPipeline.from_files(args.mvdream, None, None, args.device, args.dtype, log)
+    animate = Animate3DPipeline.from_files(args.mvdream, args.animate3d, args.clip_vision, args.ip_adapter,
+                                           args.device, args.dtype)
+    return MVDreamViewsThenAnimate3D(views, animate)

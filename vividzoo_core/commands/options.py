@@ -167,15 +167,16 @@ def setting_type(setting: Setting) -> Callable[[str], object]:
 
 
 def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, setting: Setting,
-                option: str | None = None, help: str | None = None) -> None:
+                option: str | None = None, help: str | None = None, default: object = None) -> None:
     """An option for ``setting``: type, range, choices and default from the settings table.
 
-    ``option`` renames it (``--size`` for width and height); ``help`` replaces its description.
+    ``option`` renames it (``--size`` for width and height); ``help`` replaces its description; ``default``
+    replaces the table's where a model has its own (Animate3D samples 25 steps).
     """
     kwargs: dict = {"choices": setting.choices} if setting.choices else {"type": setting_type(setting)}
-    default = "" if setting.default in (None, "") else f" (default {setting.default})"
-    parser.add_argument(option or setting.option, default=setting.default, help=(help or setting.description) + default,
-                        **kwargs)
+    value = setting.default if default is None else default
+    shown = "" if value in (None, "") else f" (default {value})"
+    parser.add_argument(option or setting.option, default=value, help=(help or setting.description) + shown, **kwargs)
 
 
 def resume_from(text: str) -> str | Path:
@@ -189,6 +190,17 @@ def _bounds(low, high, low_open: bool = False, high_open: bool = False) -> str:
     if low is not None:
         return f"{'more than' if low_open else 'at least'} {low:g}"
     return f"{'less than' if high_open else 'at most'} {high:g}"
+
+
+def asset_file(text: str) -> Path:
+    """A 3D asset file Blender imports here (.glb .gltf .fbx .blend), checked without Blender."""
+    from ..data.render.condition_views import check_asset
+    from ..errors import VividZooError
+
+    try:
+        return check_asset(Path(text).expanduser())
+    except VividZooError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def existing_path(text: str) -> Path:
