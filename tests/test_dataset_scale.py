@@ -255,3 +255,11 @@ def test_training_skips_an_object_that_does_not_decode_and_logs_it(weights, imag
     assert trainer.step == 2
     logged = [json.loads(line)["object"] for line in (tmp_path / "run" / SKIPPED_FILE).read_text().splitlines()]
     assert logged == ["toy_001"] and any(line.startswith("skipped toy_001") for line in lines)
+
+
+def test_a_video_that_stops_decoding_gives_an_error_naming_it(videos):
+    video = scan_dataset(videos, 4, 7, decode_images=False).objects[0]
+    path = view_video(videos / "toy_000", 1)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # cut short after the check
+    with pytest.raises(VividZooError, match=r"^video views/001.mp4 stops decoding \("):
+        video.sources[1].read(range(8))
