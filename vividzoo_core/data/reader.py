@@ -140,7 +140,7 @@ def scan_dataset(directory: str | Path, views: int = 4, frames_needed: int = 46,
                 report.objects.append(found)
         report.problems += [f"{folder.name}: {issue}" for issue in issues]
     if decode_images:
-        to_decode = [video for video in report.objects if not report.records[video.directory.name]["decoded"]]
+        to_decode = [video for video in report.objects if not report.records[video.directory.name].get("decoded")]
         undecodable = _undecodable(to_decode, on_progress)
         for video in to_decode:
             name = video.directory.name

@@ -76,7 +76,7 @@ def training_dataset(config: TrainingConfig, processes: int = 1, log: Callable[[
                             "and records the fixes: training reuses what it found in files that did not change)")
     if len(report.objects) < processes:
         raise VividZooError(f"{len(report.objects)} objects cannot feed {processes} processes")
-    decoded = sum(1 for video in report.objects if report.records[video.directory.name]["decoded"])
+    decoded = sum(1 for video in report.objects if report.records[video.directory.name].get("decoded"))
     log(f"{report.reused} objects as `vividzoo dataset check` recorded them ({decoded} with every frame decoded), "
         f"{len(report.records) - report.reused} read from their files")
     cache_key = CacheKey.of(config.mvdream, config.image_size)
