@@ -13,6 +13,7 @@ from vividzoo_core.checkpoints import (
 )
 from vividzoo_core.checkpoints.mvdream import SCHEDULE_BUFFERS
 from vividzoo_core.diffusers_host import build_text_encoder, build_unet, build_vae
+from vividzoo_core.errors import CheckpointError
 from vividzoo_core.network import MotionModuleSet
 from vividzoo_core.synthetic_weights import (
     FULL_SD15, TINY_SD15, clip_text_spec, motion_module_spec, motion_state_dict, mvdream_unet_spec,
@@ -229,3 +230,42 @@ def test_every_checkpoint_kind_refuses_a_changed_tensor_and_names_it(weights, tm
     name = names[["missing", "extra", "shape"].index(change)] if names else (
         key.rsplit(".", 1)[0] + ".extra.weight" if change == "extra" else key)
     assert name in message, message
+
+
+# -- shapes the architecture reading would misread: named before anything divides by them or slices them ----
+
+def _with(tmp_path, weights, key: str, tensor: torch.Tensor):
+    raw = torch.load(weights.mvdream, weights_only=True)
+    path = tmp_path / "changed.pt"
+    torch.save({**raw, key: tensor}, path)
+    return path, raw[key]
+
+
+@pytest.mark.parametrize("width", [0, 16, 33, 64])
+def test_a_wrong_width_of_the_unet_input_convolution_is_named(weights, tmp_path, width):
+    key = "model.diffusion_model.input_blocks.0.0.weight"
+    path, original = _with(tmp_path, weights, key, torch.zeros(width, 4, 3, 3))
+    with pytest.raises(CheckpointError) as error:
+        load_mvdream(path)
+    assert str(error.value).startswith(
+        f"changed.pt: tensor {key} has shape ({width}, 4, 3, 3); expected {tuple(original.shape)}: ")
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 3, 3), (64, 64, 1, 2), (64, 32, 1, 1)])
+def test_a_vae_attention_weight_that_is_not_1x1_is_named_not_sliced(weights, tmp_path, shape):
+    key = "first_stage_model.decoder.mid.attn_1.v.weight"
+    path, original = _with(tmp_path, weights, key, torch.zeros(shape))
+    assert tuple(original.shape) == (64, 64, 1, 1)
+    with pytest.raises(CheckpointError) as error:
+        build_vae(load_mvdream(path))
+    assert str(error.value).startswith(f"changed.pt: tensor {key} has shape {shape}; expected (64, 64, 1, 1) ")
+    assert str(path) in str(error.value)
+
+
+def test_a_vae_attention_weight_stored_as_a_linear_layer_loads_the_same(weights, tmp_path):
+    key = "first_stage_model.encoder.mid.attn_1.q.weight"
+    original = torch.load(weights.mvdream, weights_only=True)[key]
+    path, _ = _with(tmp_path, weights, key, original[:, :, 0, 0].clone())
+    linear, conv = build_vae(load_mvdream(path)), build_vae(load_mvdream(weights.mvdream))
+    assert torch.equal(linear.encoder.mid_block.attentions[0].to_q.weight, conv.encoder.mid_block.attentions[0].to_q.weight)

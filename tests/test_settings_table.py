@@ -11,6 +11,8 @@ import re
 import pytest
 from fake_comfyui import node_info
 
+from vividzoo_core.animate3d_pipeline import STEPS as ANIMATE3D_STEPS
+from vividzoo_core.animate3d_pipeline import Animate3DSettings
 from vividzoo_core.cli import build_parser
 from vividzoo_core.commands import options
 from vividzoo_core.errors import VividZooError
@@ -27,7 +29,9 @@ NODE_DEFAULTS = {
 }
 CLI_ALIASES = {"size": WIDTH}
 # Commands that generate videos; the dataset commands' --views, --frames, --size ... describe data, not generation.
-GENERATING_COMMANDS = {"generate", "eval"}
+GENERATING_COMMANDS = {"generate", "animate", "eval"}
+# Where a model samples otherwise by default: Animate3D's inference.yaml samples 25 steps.
+OPTION_DEFAULTS = {("animate", "steps"): ANIMATE3D_STEPS}
 NUMBER_TYPES = {"INT", "FLOAT"}
 
 
@@ -102,7 +106,7 @@ def test_every_option_of_a_setting_follows_the_table():
         if setting is None or path not in GENERATING_COMMANDS:
             continue
         where = f"vividzoo {path} {action.option_strings[0]}"
-        assert action.default == setting.default, where
+        assert action.default == OPTION_DEFAULTS.get((path, setting.name), setting.default), where
         if setting.choices is not None:
             assert tuple(action.choices) == setting.choices, where
         elif setting.kind is str:
@@ -117,23 +121,39 @@ def test_every_option_of_a_setting_follows_the_table():
     generate = {name for path, name in checked if path == "generate"}
     assert generate == set(SETTINGS) - {"height"}, "every setting is an option of vividzoo generate (--size: both)"
     assert {name for path, name in checked if path == "eval"} >= {"views", "frames", "width", "steps", "cfg", "seed"}
+    assert {name for path, name in checked if path == "animate"} == {
+        "frames", "width", "steps", "cfg", "seed", "negative", "fps", "ip_scale", "free_init_iterations"}
 
 
-def test_generation_settings_default_to_the_table():
-    settings = GenerationSettings("a prompt")
+@pytest.mark.parametrize("kind", [GenerationSettings, Animate3DSettings])
+def test_generation_settings_default_to_the_table(kind):
+    settings = kind("a prompt")
     for field in dataclasses.fields(settings):
         if field.name in SETTINGS and field.name != "seed":
-            assert getattr(settings, field.name) == SETTINGS[field.name].default, field.name
+            expected = ANIMATE3D_STEPS if (kind, field.name) == (Animate3DSettings, "steps") else SETTINGS[field.name].default
+            assert getattr(settings, field.name) == expected, field.name
+
+
+def holder(name: str) -> type:
+    """The settings dataclass that has the setting ``name``."""
+    return GenerationSettings if name in {f.name for f in dataclasses.fields(GenerationSettings)} else Animate3DSettings
 
 
 @pytest.mark.parametrize("name", [name for name, s in SETTINGS.items() if s.kind is not str])
 def test_generation_settings_refuse_what_the_table_refuses(name):
-    setting = SETTINGS[name]
+    setting, kind = SETTINGS[name], holder(name)
     just_above = setting.high + (1 if setting.kind is int else 0.5)
     shown = str(just_above) if setting.kind is int else f"{just_above:g}"
+    fits = {"frames": 2} if kind is Animate3DSettings and name != "frames" else {}  # Animate3D: at most 32 frames
     with pytest.raises(VividZooError, match=re.escape(f"{name} is {shown}, out of range; use from {setting.low:g}")):
-        GenerationSettings("x", **{name: just_above}).check()
-    GenerationSettings("x", **{name: setting.high}).check()  # the limit itself fits
+        kind("x", **{**fits, name: just_above}).check()
+    if not (kind is Animate3DSettings and name == "frames"):  # Animate3D's own limit (32) is below the table's
+        kind("x", **{**fits, name: setting.high}).check()  # the limit itself fits
+
+
+def test_every_setting_belongs_to_a_model():
+    fields = {f.name for kind in (GenerationSettings, Animate3DSettings) for f in dataclasses.fields(kind)}
+    assert set(SETTINGS) <= fields
 
 
 def test_an_unset_seed_is_drawn_once_and_kept():

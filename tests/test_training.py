@@ -231,6 +231,7 @@ def test_dataset_with_fewer_frames_or_views_than_the_config_is_refused_before_tr
         ({"image_size": 100}, "image_size must be a multiple of 8"),
         ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
         ({"caption_dropout": 1.5}, "caption_dropout must be in"),
+        ({"max_broken_fraction": -0.1}, "max_broken_fraction must be in \\[0, 1\\]"),
     ],
 )
 def test_bad_configs_are_refused_with_what_fits(change, message, tmp_path):

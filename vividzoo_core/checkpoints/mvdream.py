@@ -181,7 +181,7 @@ def split_mvdream(loaded: LoadedFile) -> MVDreamCheckpoint:
 
     if not all(k in unet for k in CAMERA_KEYS):
         raise CheckpointError(path, _plain_sd_reason(unet))
-    unet_shape = _unet_shape(unet, path)
+    unet_shape = _unet_shape(unet, path, unet_prefix)
     checkpoint = MVDreamCheckpoint(path, unet_shape.family, unet, unet_shape, set_aside=set_aside)
     if vae:
         checkpoint.vae, checkpoint.vae_shape = vae, _vae_shape(vae, path)
@@ -261,9 +261,10 @@ def _count(keys: list[str] | set[str], pattern: str) -> int:
     return len(found)
 
 
-def _unet_shape(unet: dict[str, torch.Tensor], path: Path) -> UNetShape:
+def _unet_shape(unet: dict[str, torch.Tensor], path: Path, prefix: str = "") -> UNetShape:
     try:
         first = unet["input_blocks.0.0.weight"]
+        _check_input_conv(first, unet, path, prefix)
         model_channels, in_channels = first.shape[0], first.shape[1]
         levels: list[list[int]] = [[]]
         index = 1
@@ -303,6 +304,23 @@ def _unet_shape(unet: dict[str, torch.Tensor], path: Path) -> UNetShape:
         raise CheckpointError(path, f"camera embedding takes {shape.camera_dim} numbers; MVDream's takes "
                                     f"{CAMERA_INPUTS} (a 4x4 matrix)")
     return shape
+
+
+def _check_input_conv(first: torch.Tensor, unet: dict[str, torch.Tensor], path: Path, prefix: str) -> None:
+    """The input convolution gives the UNet's base width, which every level's width is a multiple of:
+    exactly the channels the first res block (``input_blocks.1``) takes."""
+    following = unet.get("input_blocks.1.0.in_layers.0.weight")  # the first res block's GroupNorm
+    if following is None or following.ndim != 1:
+        return  # an unknown layout: reading the shape names what is missing
+    width = following.shape[0]
+    if first.ndim != 4 or first.shape[0] != width:
+        inputs = first.shape[1] if first.ndim == 4 else "C"
+        raise CheckpointError(
+            path,
+            f"tensor {prefix}input_blocks.0.0.weight has shape {tuple(first.shape)}; expected ({width}, {inputs}, 3, 3): "
+            f"the input convolution must give the {width} channels that {prefix}input_blocks.1.0.in_layers.0.weight "
+            f"(the first res block) takes",
+        )
 
 
 def _vae_shape(vae: dict[str, torch.Tensor], path: Path) -> VaeShape:

@@ -110,6 +110,11 @@ def _check(args: argparse.Namespace) -> int:
         print(summary(agreements))
     report.problems += _cache_problems(report.objects, args.mvdream, args.image_size)
     print(report.summary())
+    try:
+        print(f"recorded what was found in {report.save_manifest()}: training starts from it without reading "
+              f"the unchanged objects again")
+    except OSError as error:
+        print(f"could not write the manifest ({error}); training will read every object's files")
     return 1 if report.problems else 0
 
 
@@ -192,7 +197,7 @@ def _encode(args: argparse.Namespace) -> int:
     from ..data.latents import LatentEncoder, encode_dataset, shard_objects
     from ..data.reader import scan_dataset
 
-    report = scan_dataset(args.directory, views=1, frames_needed=1, decode_images=False)
+    report = scan_dataset(args.directory, views=1, frames_needed=1, decode_images=False, use_manifest=True)
     if report.problems:
         print(f"skipping {len(report.problems)} problems (`vividzoo dataset check {args.directory}` lists them)")
     index, count = args.shard

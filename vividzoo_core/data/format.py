@@ -11,6 +11,8 @@
             0000.png 0001.png ...
           001/ ...
           002.mp4                  or a video file per view (any mix): decoded on demand, never copied
+      vividzoo-manifest.json       written by ``vividzoo dataset check``: what it found, which training
+                                   reuses for unchanged objects (vividzoo_core/data/manifest.py)
 
 Every view has the same number of frames (a video's frames are its decoded frames in time order); ``cameras.json`` has one row per frame (or a single row:
 cameras that stay put) and one entry per view folder. Images are RGB (or RGBA, composited on white),

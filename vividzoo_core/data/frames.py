@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol, Sequence, overload
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ class FrameSource(Protocol):
     def count(self) -> int: ...
 
     def read(self, indices: Sequence[int]) -> list[Image.Image]:
-        """The frames at ``indices`` (any order, repeats allowed), as RGBA or RGB PIL images."""
+        """The frames at ``indices`` (any order, repeats allowed), as RGBA or RGB PIL images; a
+        :class:`VividZooError` naming the file when one cannot be read."""
         ...
 
     def unreadable(self) -> list[str]:
@@ -41,7 +42,7 @@ class ImageFrames:
     """A folder of numbered images, ``paths[frame]``."""
 
     name: str
-    paths: list[Path]
+    paths: Sequence[Path]
 
     @property
     def count(self) -> int:
@@ -50,9 +51,12 @@ class ImageFrames:
     def read(self, indices: Sequence[int]) -> list[Image.Image]:
         images = []
         for index in indices:
-            with Image.open(self.paths[index]) as image:
-                image.load()
-                images.append(image)
+            try:
+                with Image.open(self.paths[index]) as image:
+                    image.load()
+            except (OSError, ValueError, SyntaxError) as error:
+                raise VividZooError(f"unreadable image {self._where(self.paths[index])} ({error})") from None
+            images.append(image)
         return images
 
     def unreadable(self) -> list[str]:
@@ -62,17 +66,57 @@ class ImageFrames:
                 with Image.open(path) as image:
                     image.load()
             except (OSError, ValueError, SyntaxError) as error:
-                problems.append(f"unreadable image {Path(path.parent.parent.name, path.parent.name, path.name)} ({error})")
+                problems.append(f"unreadable image {self._where(path)} ({error})")
         return problems
+
+    @staticmethod
+    def _where(path: Path) -> Path:
+        return Path(path.parent.parent.name, path.parent.name, path.name)
+
+
+@dataclass(frozen=True)
+class NumberedPaths(Sequence[Path]):
+    """``folder/0000.png, 0001.png, ...`` without a list of paths: frame ``i`` is named ``f"{i:0{digits}d}{suffix}"``."""
+
+    folder: Path
+    frames: int
+    digits: int
+    suffix: str
+
+    @classmethod
+    def of(cls, paths: Sequence[Path]) -> NumberedPaths | None:
+        """The pattern of ``paths`` (frame order) when every name is its frame number at one width and suffix."""
+        if not paths:
+            return None
+        pattern = cls(paths[0].parent, len(paths), len(paths[0].stem), paths[0].suffix)
+        return pattern if all(path == pattern[i] for i, path in enumerate(paths)) else None
+
+    def __len__(self) -> int:
+        return self.frames
+
+    @overload
+    def __getitem__(self, index: int) -> Path: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Path]: ...
+
+    def __getitem__(self, index: int | slice) -> Path | list[Path]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.frames))]
+        if not -self.frames <= index < self.frames:
+            raise IndexError(f"frame {index} of {self.frames}")
+        return self.folder / f"{index % self.frames:0{self.digits}d}{self.suffix}"
 
 
 class VideoFrames:
     """One video file per view; the frame count comes from the container header (no decoding)."""
 
+    __slots__ = ("folder", "name", "fps", "_count")  # a dataset of 53K objects holds 850K of them
+
     def __init__(self, path: Path) -> None:
         import av
 
-        self.path, self.name = path, path.name
+        self.folder, self.name = path.parent, path.name
         try:
             with av.open(str(path)) as container:
                 stream = self._stream(container)
@@ -82,6 +126,17 @@ class VideoFrames:
             raise VividZooError(f"{self._where()}: not a readable video ({error})") from None
         if not self.fps:
             raise VividZooError(f"{self._where()}: the video has no frame rate")
+
+    @classmethod
+    def recorded(cls, folder: Path, name: str, count: int, fps: Fraction) -> VideoFrames:
+        """``folder/name`` as the dataset manifest recorded it: nothing is opened, no path is built yet."""
+        video = cls.__new__(cls)
+        video.folder, video.name, video._count, video.fps = folder, name, count, fps
+        return video
+
+    @property
+    def path(self) -> Path:
+        return self.folder / self.name
 
     @property
     def count(self) -> int:
@@ -96,17 +151,20 @@ class VideoFrames:
         if wanted[0] < 0 or wanted[-1] >= self._count:
             raise VividZooError(f"{self._where()}: has {self._count} frames, frame {wanted[-1]} was asked for")
         found: dict[int, Image.Image] = {}
-        with av.open(str(self.path)) as container:
-            stream = self._stream(container)
-            start = stream.start_time or 0
-            # backward=True lands on the keyframe at or before the timestamp: decoding forward reaches it.
-            container.seek(start + int(wanted[0] / self.fps / stream.time_base), stream=stream, backward=True)
-            for frame in container.decode(stream):
-                index = round((frame.pts - start) * stream.time_base * self.fps)
-                if index in wanted:
-                    found[index] = frame.to_image()
-                if index >= wanted[-1]:
-                    break
+        try:
+            with av.open(str(self.path)) as container:
+                stream = self._stream(container)
+                start = stream.start_time or 0
+                # backward=True lands on the keyframe at or before the timestamp: decoding forward reaches it.
+                container.seek(start + int(wanted[0] / self.fps / stream.time_base), stream=stream, backward=True)
+                for frame in container.decode(stream):
+                    index = round((frame.pts - start) * stream.time_base * self.fps)
+                    if index in wanted:
+                        found[index] = frame.to_image()
+                    if index >= wanted[-1]:
+                        break
+        except av.FFmpegError as error:
+            raise VividZooError(f"video {self._where()} stops decoding ({error})") from None
         missing = [i for i in wanted if i not in found]
         if missing:
             raise VividZooError(f"{self._where()}: frame(s) {missing[:5]} could not be decoded "
@@ -131,11 +189,13 @@ class VideoFrames:
         return container.streams.video[0]
 
     def _where(self) -> str:
-        return str(Path(self.path.parent.name, self.path.name))
+        return str(Path(self.folder.name, self.name))
 
 
 def on_white(image: Image.Image) -> Image.Image:
     """The RGB image seen on a white background (renders are RGBA with a transparent background)."""
+    if image.mode == "RGB":  # an opaque RGB image is its own composite on white
+        return image
     image = image.convert("RGBA")
     white = Image.new("RGBA", image.size, (255, 255, 255, 255))
     return Image.alpha_composite(white, image).convert("RGB")
@@ -143,8 +203,14 @@ def on_white(image: Image.Image) -> Image.Image:
 
 def prepare_image(image: Image.Image, size: int) -> torch.Tensor:
     """``(3, size, size)`` in [-1, 1]: transparency on white, shorter side resized, centre-cropped."""
-    image = square(on_white(image), size)
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+    return prepare_images([image], size)[0]
+
+
+def prepare_images(images: Sequence[Image.Image], size: int) -> torch.Tensor:
+    """:func:`prepare_image` of each image, ``(n, 3, size, size)``, in channels-last memory (no transposing copy:
+    the convolutions that take it run faster in that layout on CPUs and in half precision on GPUs)."""
+    pixels = np.stack([np.asarray(square(on_white(image), size)) for image in images])  # (n, size, size, 3) uint8
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def square(image: Image.Image, size: int) -> Image.Image:

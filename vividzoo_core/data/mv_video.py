@@ -15,7 +15,8 @@ the model was trained with from ``elv`` and ``azi_start`` alone): view ``k`` sit
 and azimuth ``azi_start + k * 360 / 16`` degrees, with the threestudio formula
 ``p = (cos e cos b, cos e sin b, sin e)`` in a z-up world, looking at the origin, up +z.
 Vivid-ZOO's azimuth ``a`` puts the camera at ``(cos e sin a, -cos e cos a, sin e)`` (Blender world),
-so MV-Video's azimuth ``b`` is our ``b + 90`` (:data:`~vividzoo_core.cameras.THREESTUDIO_AZIMUTH_OFFSET`). Azimuth grows
+so we write MV-Video's azimuth ``b`` as ``a = b + 90`` (:data:`~vividzoo_core.cameras.THREESTUDIO_AZIMUTH_OFFSET`):
+``sin(b + 90) = cos b`` and ``-cos(b + 90) = sin b`` put the camera on the same point. Azimuth grows
 counter-clockwise seen from above in both. Assumed, not published: that the videos were rendered
 with the same cameras the loader describes, and the distance and field of view (the camera
 embedding only takes unit-distance poses, so they matter only for a pixel check). Check on real data

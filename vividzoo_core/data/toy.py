@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..cameras import CAMERAS_FILE, DEFAULT_FOV_DEGREES, DEFAULT_RADIUS, orbit, pinhole
-from .format import CAPTION_FILE, frame_path, view_folder
+from .format import CAPTION_FILE, frame_path, view_folder, view_video
 
 PALETTE = {
     "red": (0.85, 0.12, 0.12),
@@ -75,15 +75,27 @@ def write_object(
     views: int = 8,
     size: int = 64,
     elevation: float = 15.0,
+    videos: bool = False,
 ) -> Path:
-    """One object folder: ``frames[f]`` rendered by ``views`` cameras at azimuths ``360 * v / views``."""
+    """One object folder: ``frames[f]`` rendered by ``views`` cameras at azimuths ``360 * v / views``;
+    each view a folder of PNG files, or with ``videos`` an mp4 file (as MV-Video has them)."""
     object_dir = Path(object_dir)
     rig = orbit(views, elevation)
-    for v in range(views):
-        view_folder(object_dir, v).mkdir(parents=True, exist_ok=True)
-    for f, primitives in enumerate(frames):
-        for v, image in enumerate(render(primitives, rig.matrices[0], size)):
-            Image.fromarray(image).save(frame_path(object_dir, v, f))
+    if videos:
+        import torch
+
+        from ..video import write_mp4
+
+        images = np.stack([render(primitives, rig.matrices[0], size) for primitives in frames])  # frames, views
+        for v in range(views):
+            view_video(object_dir, v).parent.mkdir(parents=True, exist_ok=True)
+            write_mp4(view_video(object_dir, v), (torch.from_numpy(image / 255.0) for image in images[:, v]))
+    else:
+        for v in range(views):
+            view_folder(object_dir, v).mkdir(parents=True, exist_ok=True)
+        for f, primitives in enumerate(frames):
+            for v, image in enumerate(render(primitives, rig.matrices[0], size)):
+                Image.fromarray(image).save(frame_path(object_dir, v, f))
     (object_dir / CAPTION_FILE).write_text(caption + "\n")
     rig.save(object_dir / CAMERAS_FILE)
     return object_dir
@@ -97,8 +109,10 @@ def make_toy_dataset(
     size: int = 64,
     elevation: float = 15.0,
     seed: int = 0,
+    videos: bool = False,
 ) -> list[Path]:
-    """Writes ``toy_000``, ``toy_001``, ... in the layout of ``dataset_format``; the same seed, the same bytes."""
+    """Writes ``toy_000``, ``toy_001``, ... in the layout of ``dataset_format``; the same seed, the same bytes.
+    ``videos``: each view an mp4 file rather than a folder of PNG files."""
     rng = np.random.default_rng(seed)
     folders = []
     for index in range(objects):
@@ -109,7 +123,8 @@ def make_toy_dataset(
         clip = [[_animated(shape, PALETTE[colour], motion, extent, yaw, f, frames)] for f in range(frames)]
         article = "an" if colour[0] in "aeiou" else "a"
         caption = f"{article} {colour} {shape} {motion}, 3d asset"
-        folders.append(write_object(Path(directory) / f"toy_{index:03d}", clip, caption, views, size, elevation))
+        folders.append(write_object(Path(directory) / f"toy_{index:03d}", clip, caption, views, size, elevation,
+                                    videos))
     return folders
 
 

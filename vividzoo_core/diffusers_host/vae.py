@@ -6,8 +6,11 @@ from typing import Callable
 
 import torch
 
-from ..checkpoints.mvdream import MVDreamCheckpoint
+from ..checkpoints.mvdream import VAE_PREFIX, MVDreamCheckpoint
+from ..errors import CheckpointError
 from .convert import load_converted
+
+ATTENTION_PROJECTIONS = ("q", "k", "v", "proj_out")
 
 
 def build_vae(checkpoint: MVDreamCheckpoint):
@@ -28,7 +31,26 @@ def build_vae(checkpoint: MVDreamCheckpoint):
         norm_num_groups=32,
         scaling_factor=shape.scaling_factor,
     )
+    _check_attention_kernels(checkpoint)
     return load_converted(AutoencoderKL, config, checkpoint.vae, convert_ldm_vae_checkpoint, "VAE", checkpoint.path)
+
+
+def _check_attention_kernels(checkpoint: MVDreamCheckpoint) -> None:
+    """The mid-block attention projections are 1x1 convolutions (or linear layers): diffusers' converter
+    keeps only ``[:, :, 0, 0]`` of a 4-D weight, so a larger kernel would be cut down without a word."""
+    width = checkpoint.vae_shape.block_channels[-1]
+    for coder in ("encoder", "decoder"):
+        for projection in ATTENTION_PROJECTIONS:
+            key = f"{coder}.mid.attn_1.{projection}.weight"
+            weight = checkpoint.vae.get(key)
+            if weight is None:
+                continue  # a missing tensor is named when the weights are loaded
+            if weight.shape[:2] != (width, width) or any(size != 1 for size in weight.shape[2:]):
+                raise CheckpointError(
+                    checkpoint.path,
+                    f"tensor {VAE_PREFIX}{key} has shape {tuple(weight.shape)}; expected ({width}, {width}, 1, 1) "
+                    f"(a 1x1 convolution; ({width}, {width}) as a linear layer)",
+                )
 
 
 @torch.no_grad()

@@ -51,6 +51,9 @@ class TrainingConfig:
     gradient_checkpointing: bool = True
     seed: int = 0
     num_workers: int = 2
+    max_broken_fraction: float = 0.05
+    """An object that fails to load in training is skipped and logged (skipped_samples.jsonl); the run
+    stops when more than this share of the objects read have failed (0: at the first)."""
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 10
@@ -86,6 +89,8 @@ class TrainingConfig:
             problems.append(f"beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             problems.append(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if not 0 <= self.max_broken_fraction <= 1:
+            problems.append(f"max_broken_fraction must be in [0, 1], got {self.max_broken_fraction}")
         if self.num_workers < 0 or self.lr_warmup_steps < 0 or self.max_grad_norm <= 0:
             problems.append("num_workers and lr_warmup_steps must be 0 or more, max_grad_norm positive")
         if self.validation_clip and not Path(self.validation_clip).is_dir():

@@ -3,6 +3,9 @@
 - Data: images (or video views) through the VAE and text encoder, or, when every object has an
   up-to-date latent cache (``vividzoo dataset encode``), the cached posteriors and text embeddings:
   the same loss for the same batch and noise, with the VAE and text encoder left on the CPU.
+  Starting reads no frame: objects unchanged since ``vividzoo dataset check`` come from its
+  manifest, the others from their headers. An object that fails to load is skipped and logged
+  (``output_dir/skipped_samples.jsonl``) until more than ``max_broken_fraction`` of them have failed.
 - Loss: epsilon-prediction MSE at uniform timesteps of the paper's noise schedule; one timestep per
   multi-view video. Only the 42 alignment Linear layers receive gradients.
 - Determinism: every random draw (sample choice, noise, timesteps, VAE sampling) is derived from
@@ -42,7 +45,7 @@ from ..schedules import ddim_scheduler
 from ..video import save_video
 from .config import TrainingConfig
 from ..data.latents import CacheKey, CachedLatentDataset, cache_path, cache_problem, sample_latents
-from ..data.reader import MultiViewVideoDataset, scan_dataset
+from ..data.reader import MultiViewVideoDataset, SkippedSamples, scan_dataset
 from .sampler import EpochSampler
 
 CHECKPOINT_PREFIX = "step-"
@@ -57,6 +60,37 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     folder = Path(output_dir) / "checkpoints"
     done = sorted(p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and not p.name.endswith(".partial"))
     return done[-1] if done else None
+
+
+def training_dataset(config: TrainingConfig, processes: int = 1, log: Callable[[str], None] = print
+                     ) -> MultiViewVideoDataset:
+    """The samples training draws: from the latent cache when every object has a fresh one, else from the frames.
+
+    Objects that ``vividzoo dataset check`` recorded unchanged are taken from its manifest; the others
+    are read without decoding a frame (headers, counts, cameras). A sample that fails to load in
+    training is skipped and logged (:class:`SkippedSamples`).
+    """
+    log(f"reading the object folders of {config.data} (no frame is decoded before it is sampled)")
+    report = scan_dataset(config.data, config.views, config.frames_needed, decode_images=False, use_manifest=True)
+    if report.problems:
+        raise VividZooError(report.summary() + "\nfix or remove these objects (`vividzoo dataset check` lists them, "
+                            "and records the fixes: training reuses what it found in files that did not change)")
+    if len(report.objects) < processes:
+        raise VividZooError(f"{len(report.objects)} objects cannot feed {processes} processes")
+    decoded = sum(1 for video in report.objects if report.records[video.directory.name].get("decoded"))
+    log(f"{report.reused} objects as `vividzoo dataset check` recorded them ({decoded} with every frame decoded), "
+        f"{len(report.records) - report.reused} read from their files")
+    cache_key = CacheKey.of(config.mvdream, config.image_size)
+    uncached = [problem for video in report.objects if (problem := cache_problem(video, cache_key))]
+    if not uncached:
+        log(f"using the latent cache of all {len(report.objects)} objects: no VAE or text encoder on the device")
+    elif any(cache_path(video).exists() for video in report.objects):
+        log(f"not using the latent cache: {len(uncached)} objects lack a usable one (first: {uncached[0]}); "
+            f"run `vividzoo dataset encode`")
+    dataset_type = MultiViewVideoDataset if uncached else CachedLatentDataset
+    skipped = SkippedSamples(Path(config.output_dir), config.max_broken_fraction, log)
+    return dataset_type(report.objects, config.views, config.frames, config.frame_stride, config.image_size,
+                        config.caption_dropout, config.seed, skipped)
 
 
 class Trainer:
@@ -77,24 +111,9 @@ class Trainer:
         self.output = Path(config.output_dir)
         self.layout = VideoLayout(config.views, config.frames)
 
-        # Data first: every problem is reported before the models are loaded or a step is taken.
-        report = scan_dataset(config.data, config.views, config.frames_needed)
-        if report.problems:
-            raise VividZooError(report.summary() + "\nfix or remove these objects (`vividzoo dataset check` lists them)")
-        if len(report.objects) < processes:
-            raise VividZooError(f"{len(report.objects)} objects cannot feed {processes} processes")
-        self.objects = report.objects
-        cache_key = CacheKey.of(config.mvdream, config.image_size)
-        uncached = [problem for video in report.objects if (problem := cache_problem(video, cache_key))]
-        self.cached = not uncached
-        if self.cached:
-            log(f"using the latent cache of all {len(report.objects)} objects: no VAE or text encoder on the device")
-        elif any(cache_path(video).exists() for video in report.objects):
-            log(f"not using the latent cache: {len(uncached)} objects lack a usable one (first: {uncached[0]}); "
-                f"run `vividzoo dataset encode`")
-        dataset_type = CachedLatentDataset if self.cached else MultiViewVideoDataset
-        self.dataset = dataset_type(report.objects, config.views, config.frames, config.frame_stride,
-                                    config.image_size, config.caption_dropout, config.seed)
+        # Data first: every problem found is reported before the models are loaded or a step is taken.
+        self.dataset = training_dataset(config, processes, log)
+        self.objects, self.cached = self.dataset.objects, isinstance(self.dataset, CachedLatentDataset)
 
         checkpoint = load_mvdream(config.mvdream)
         checkpoint.require_full()
