@@ -28,6 +28,7 @@ PATH_VALUES = {
     cli_options.output_file: ["{folder}", "{file}/inside.png"],
     cli_options.shard: ["3", "x/4", "4/4", "-1/4", "0/0", ""],
     cli_options.orbit_views: ["seven", "1.5", "", "0", "6", "45"],
+    cli_options.asset_file: ["{missing}", "{folder}", "{file}", "{missing}.glb"],
 }
 
 

@@ -354,6 +354,23 @@ def test_eval_with_prompts_generates_both_runs_first(tmp_path, weights, clip_fol
     assert not torch.equal(read_run("x", first).results[0].load(), read_run("x", second).results[0].load())
 
 
+def test_eval_compares_animate3d_with_vividzoo_on_the_same_prompts_and_seed(tmp_path, animate3d_weights, clip_folder):
+    files = animate3d_weights
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(PROMPTS[0])
+    out = tmp_path / "eval"
+    assert main(["eval", "--prompts", str(prompts), "--mvdream", str(files.mvdream), "--motion", str(files.motion),
+                 "--alignment", "training-free=none", "--animate3d", f"animate3d={files.full}", "--clip-vision",
+                 str(files.clip_vision), "--frames", "2", "--size", "64", "--steps", "1", "--free-init-iterations", "1",
+                 "--device", "cpu", "--clip", str(clip_folder), "--out", str(out)]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert [run["run"] for run in report["runs"]] == ["training-free", "animate3d"]
+    infos = [json.loads((out / "runs" / name / "info.json").read_text()) for name in ("training-free", "animate3d")]
+    assert infos[0]["seed"] == infos[1]["seed"] and infos[1]["model"] == "Animate3D"
+    assert infos[1]["condition_views"]["made_by"].startswith("MVDream")
+    assert read_run("x", out / "runs" / "animate3d").results[0].load().shape == (2, 4, 64, 64, 3)
+
+
 def test_prompt_comes_from_grid_mp4_metadata_without_info_json(tmp_path):
     folder = write_run(tmp_path / "a", seed=1)
     for info in folder.glob("*/info.json"):
@@ -423,7 +440,12 @@ def test_bad_inputs_are_one_line_errors_before_heavy_work(tmp_path, clip_folder,
     prompts, bogus = tmp_path / "prompts.txt", tmp_path / "bogus.safetensors"
     prompts.write_text(PROMPTS[0])
     save_file({"weight": torch.zeros(2)}, bogus)
-    assert "needs --mvdream FILE" in error("--prompts", str(prompts), *clip)
+    assert "give one --alignment NAME=FILE|none (Vivid-ZOO) or --animate3d NAME=FILE" in error(
+        "--prompts", str(prompts), *clip)
+    assert "the runs to generate need --mvdream, --motion FILE" in error(
+        "--prompts", str(prompts), "--alignment", "free=none", *clip)
+    assert "need --clip-vision FILE" in error(
+        "--prompts", str(prompts), "--mvdream", str(bogus), "--animate3d", f"a3d={bogus}", *clip)
     assert "not a Vivid-ZOO alignment file" in error(
         "--prompts", str(prompts), "--mvdream", str(bogus), "--motion", str(bogus), "--alignment", "free=none",
         "--alignment", f"trained={bogus}", *clip)

@@ -101,9 +101,10 @@ def animate3d_settings_from(args: argparse.Namespace):
     """Animate3D's settings from the options; an unset seed is drawn here, once."""
     from ..animate3d_pipeline import Animate3DSettings
 
-    return Animate3DSettings(prompt="", negative=args.negative, frames=args.frames, width=args.size, height=args.size,
-                             steps=args.steps, cfg=args.cfg, seed=args.seed, free_init_iterations=args.free_init_iterations,
-                             ip_scale=args.ip_scale, fps=args.fps)
+    optional = {name: getattr(args, name) for name in ("negative", "fps") if hasattr(args, name)}
+    return Animate3DSettings(prompt="", frames=args.frames, width=args.size, height=args.size, steps=args.steps,
+                             cfg=args.cfg, seed=args.seed, free_init_iterations=args.free_init_iterations,
+                             ip_scale=args.ip_scale, **optional)
 
 
 def check_devices(args: argparse.Namespace) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from ..generation import VideoGenerator, generate_prompts
-from ..settings import GenerationSettings
+from ..generation import Settings, VideoGenerator, generate_prompts
 from .clip_score import ClipScorer
 from .frechet import fit_gaussian, frechet_distance, singular_covariance_warning
 from .fvd import I3DFeatures
@@ -17,19 +17,27 @@ from .report import PER_PROMPT_METRICS, RunScores, table, write_reports
 from .runs import Run, read_run
 
 
-def generate_runs(pipelines: list[tuple[str, Callable[[], VideoGenerator]]], prompts: list[str],
-                  settings: GenerationSettings, out: Path, log: Callable[[str], None] = print) -> list[Run]:
-    """Generates every prompt with each named pipeline (same settings and seed) into ``out/runs/NAME``.
+@dataclass
+class PlannedRun:
+    """A run to generate: its name, how to make its pipeline, and its model's settings (the prompt set per video)."""
+
+    name: str
+    make_pipeline: Callable[[], VideoGenerator]
+    settings: Settings
+
+
+def generate_runs(planned: list[PlannedRun], prompts: list[str], out: Path,
+                  log: Callable[[str], None] = print) -> list[Run]:
+    """Generates every prompt with each planned run into ``out/runs/NAME``.
 
     Each pipeline is made only when its run starts, so one is in memory at a time.
     """
     runs = []
-    log(f"seed {settings.seed} for every run and prompt")
-    for name, make_pipeline in pipelines:
-        folder = Path(out) / "runs" / name
-        log(f"generating run {name!r}")
-        generate_prompts(make_pipeline(), prompts, settings, folder, log=log)
-        runs.append(read_run(name, folder))
+    for plan in planned:
+        folder = Path(out) / "runs" / plan.name
+        log(f"generating run {plan.name!r} (seed {plan.settings.seed})")
+        generate_prompts(plan.make_pipeline(), prompts, plan.settings, folder, log=log)
+        runs.append(read_run(plan.name, folder))
     return runs
 
 
