@@ -9,7 +9,9 @@ cost the same arithmetic as trained ones), on one CUDA device:
   ComfyUI's VAE), beside the estimate of ``vividzoo_core.memory``; training-free in both paths;
 - the same network at 1 view x 16 frames x 512 px (AnimateDiff's shape, the same latent pixels): its
   step time as a ratio to the paper's shape, the two timed alternately in this run;
-- training: samples per second and peak memory at batch 1, gradient checkpointing, bf16.
+- training: samples per second and peak memory at batch 1, gradient checkpointing, bf16;
+- Animate3D (MV-VDM), standalone, in the same precisions: one sample at 4 views x 16 frames x 256 px with its
+  own defaults (25 DDIM steps, CFG 7.5, FreeInit with 3 passes), from 4 condition views, beside its estimate.
 
     python bench/gpu_report.py [--out gpu_report.md]
     /path/to/ComfyUI-venv/bin/python bench/gpu_report.py --comfyui /path/to/ComfyUI   # adds the ComfyUI rows
@@ -36,6 +38,8 @@ sys.path.insert(0, str(REPO))  # this checkout's code, also under ComfyUI's Pyth
 
 import torch  # noqa: E402
 
+from vividzoo_core.animate3d_pipeline import STEPS as ANIMATE3D_STEPS  # noqa: E402
+from vividzoo_core.animate3d_pipeline import Animate3DPipeline, Animate3DSettings  # noqa: E402
 from vividzoo_core.cameras import orbit  # noqa: E402
 from vividzoo_core.commands.options import existing_dir, positive_int  # noqa: E402
 from vividzoo_core.data.toy import make_toy_dataset  # noqa: E402
@@ -43,7 +47,9 @@ from vividzoo_core.diffusers_host import decode_latents, quiet_diffusers  # noqa
 from vividzoo_core.memory import GB, describe_estimate  # noqa: E402
 from vividzoo_core.pipeline import VividZooPipeline  # noqa: E402
 from vividzoo_core.settings import GenerationSettings  # noqa: E402
-from vividzoo_core.synthetic_weights import RandomWeights, write_test_weights  # noqa: E402
+from vividzoo_core.synthetic_weights import (  # noqa: E402
+    RandomWeights, synthetic_condition_views, write_animate3d_test_weights, write_test_weights,
+)
 from vividzoo_core.training.config import config_from_dict  # noqa: E402
 from vividzoo_core.training.trainer import Trainer  # noqa: E402
 
@@ -73,10 +79,14 @@ class Plan:
     ratio_steps: int  # steps per timing of the shape ratio
     repeats: int  # alternating timings of the shape ratio
     train_steps: int  # timed training steps (after one warm-up step)
+    animate3d_steps: int  # Animate3D's DDIM steps per FreeInit pass
+    free_init_iterations: int
 
 
-FULL = Plan(Shape(4, 16, 256), Shape(1, 16, 512), steps=50, ratio_steps=10, repeats=3, train_steps=5)
-TINY = Plan(Shape(4, 2, 64), Shape(1, 2, 128), steps=1, ratio_steps=1, repeats=1, train_steps=1)
+FULL = Plan(Shape(4, 16, 256), Shape(1, 16, 512), steps=50, ratio_steps=10, repeats=3, train_steps=5,
+            animate3d_steps=ANIMATE3D_STEPS, free_init_iterations=3)
+TINY = Plan(Shape(4, 2, 64), Shape(1, 2, 128), steps=1, ratio_steps=1, repeats=1, train_steps=1,
+            animate3d_steps=1, free_init_iterations=2)
 
 
 @dataclass
@@ -125,17 +135,47 @@ class Device:
 
 def sample_row(path: str, precision: str, plan: Plan, denoise: Callable[[GenerationSettings], object],
                decode: Callable[[object], object], device: Device) -> Row:
-    """One sample (denoising then decoding) after a short warm-up, timed in two parts."""
-    settings = plan.paper.settings(plan.steps)
+    """One Vivid-ZOO sample (denoising then decoding) after a short warm-up, timed in two parts."""
+    return timed_sample("one sample", f"{plan.paper}, {plan.steps} DDIM steps, CFG {CFG}", precision, path,
+                        plan.paper.settings(plan.steps), denoise, decode, device,
+                        describe_estimate(plan.paper.views, plan.paper.frames, plan.paper.size, plan.paper.size))
+
+
+def timed_sample(what: str, shape: str, precision: str, path: str, settings, denoise: Callable[[object], object],
+                 decode: Callable[[object], object], device: Device, estimate: str) -> Row:
+    """Denoising then decoding ``settings`` (any settings with ``steps``) after a one-step warm-up, timed in parts."""
     decode(denoise(replace(settings, steps=1)))  # warm-up: kernel selection, lazy loading
     device.reset_peak()
     latents, denoise_seconds = device.timed(lambda: denoise(settings))
     _, decode_seconds = device.timed(lambda: decode(latents))
     total = denoise_seconds + decode_seconds
+    return Row(what, shape, precision, path, f"{total:.2f} s/sample", device.peak_gb(), estimate,
+               f"{decode_seconds / total:.0%}")
+
+
+def animate3d_rows(folder: Path, precisions: list[str], plan: Plan, device: Device, full_size: bool) -> list[Row]:
+    """Animate3D standalone: one sample from 4 condition views with its own defaults (FreeInit included)."""
+    files = write_animate3d_test_weights(folder / "animate3d", full_form=False, full_size=full_size)
     shape = plan.paper
-    memory = describe_estimate(shape.views, shape.frames, shape.size, shape.size)
-    return Row("one sample", f"{shape}, {plan.steps} DDIM steps, CFG {CFG}", precision, path, f"{total:.2f} s/sample",
-               device.peak_gb(), memory, f"{decode_seconds / total:.0%}")
+    views = synthetic_condition_views(shape.size)
+    rows = []
+    for precision in precisions:
+        rows.append(_animate3d_row(files, views, precision, plan, device))  # its pipeline is freed when it returns
+        device.reset_peak()
+    return rows
+
+
+def _animate3d_row(files, views, precision: str, plan: Plan, device: Device) -> Row:
+    pipe = Animate3DPipeline.from_files(files.mvdream, files.modules, files.clip_vision, files.ip_adapter_safetensors,
+                                        str(device.torch), precision)
+    shape = plan.paper
+    settings = Animate3DSettings(PROMPT, frames=shape.frames, width=shape.size, height=shape.size,
+                                 steps=plan.animate3d_steps, cfg=CFG, seed=0, free_init_iterations=plan.free_init_iterations)
+    estimate = describe_estimate(shape.views, shape.frames, shape.size, shape.size, model="animate3d")
+    return timed_sample("one sample (Animate3D)", f"{shape}, {plan.animate3d_steps} DDIM steps x "
+                        f"{plan.free_init_iterations} FreeInit passes, CFG {CFG}", precision, "standalone", settings,
+                        lambda s: pipe.denoise(s, views), lambda latents: decode_latents(pipe.vae, latents), device,
+                        estimate)
 
 
 def standalone_rows(files: RandomWeights, precision: str, plan: Plan, device: Device, with_ratio: bool) -> list[Row]:
@@ -266,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.comfyui:
             rows += comfyui_rows(args.comfyui, files, precisions, plan, device)
         rows.append(training_row(files, Path(scratch), plan, device))
+        rows += animate3d_rows(Path(scratch), precisions, plan, device, full_size=not args.tiny)
     header = (f"Vivid-ZOO GPU report: {'tiny' if args.tiny else 'full-size'} random weights, {device.describe()}, "
               f"torch {torch.__version__}, {time.perf_counter() - started:.0f} s in all")
     report = markdown(rows, header)

@@ -25,7 +25,12 @@ def test_tiny_cpu_report_has_every_row(tmp_path):
     assert [(row[0], row[2], row[3]) for row in rows] == [
         ("one sample", "fp32", "standalone"), ("step-time ratio", "fp32", "standalone"),
         ("one sample", "bf16", "standalone"), ("training", "bf16", "trainer"),
+        ("one sample (Animate3D)", "fp32", "standalone"), ("one sample (Animate3D)", "bf16", "standalone"),
     ]
+    for row in rows[4:]:
+        assert row[1] == "4 views x 2 frames x 64 px, 1 DDIM steps x 2 FreeInit passes, CFG 7.5"
+        assert float(row[4].removesuffix(" s/sample")) > 0 and 0 < int(row[7].removesuffix("%")) < 100
+        assert row[6] == describe_estimate(4, 2, 64, 64, model="animate3d") != describe_estimate(4, 2, 64, 64)
     for row in (rows[0], rows[2]):
         assert row[1] == "4 views x 2 frames x 64 px, 1 DDIM steps, CFG 7.5"
         assert float(row[4].removesuffix(" s/sample")) > 0

@@ -617,38 +617,40 @@ class Animate3DWeights:
     full: Path | None = None
 
 
-def write_animate3d_test_weights(directory: str | Path, full_form: bool = True,
+def write_animate3d_test_weights(directory: str | Path, full_form: bool = True, full_size: bool = False,
                                  log: Callable[[str], None] = lambda message: None) -> Animate3DWeights:
-    """Tiny random MVDream (.pt), AnimateDiff v2 (.ckpt), ip-adapter_sd15 (.bin and .safetensors), CLIP image
-    encoder (.safetensors) and ``animate3d_motion_modules.ckpt`` in both forms (the whole-UNet form needs diffusers).
+    """Random MVDream (.pt), AnimateDiff v2 (.ckpt), ip-adapter_sd15 (.bin and .safetensors), CLIP image encoder
+    (.safetensors) and ``animate3d_motion_modules.ckpt`` in both forms (the whole-UNet form needs diffusers).
 
+    Tiny (fp32) by default; ``full_size``: the real shapes in fp16 (about 4 GB), for speed and memory.
     Every tensor is random (norms and biases too), so equality tests see every parameter.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    sizes = TINY_ANIMATE3D
+    sizes, clip, dtype, tag = ((FULL_SD15, FULL_CLIP_VISION_H, torch.float16, "full") if full_size
+                               else (TINY_ANIMATE3D, TINY_CLIP_VISION, torch.float32, "tiny"))
 
     def saved(path: Path, state: dict) -> Path:
         return _save(path, state, log)
 
-    mvdream_state = mvdream_state_dict(sizes, seed=0, all_random=True)
-    ip_flat = ip_adapter_state_dict(sizes.unet, TINY_CLIP_VISION.projection)
-    modules = animate3d_state_dict(sizes.unet)
+    mvdream_state = mvdream_state_dict(sizes, seed=0, dtype=dtype, all_random=True)
+    ip_flat = ip_adapter_state_dict(sizes.unet, clip.projection, dtype=dtype)
+    modules = animate3d_state_dict(sizes.unet, dtype=dtype)
     files = Animate3DWeights(
-        mvdream=saved(directory / "mvdream_sd15_animate3d_tiny_random.pt", mvdream_state),
-        motion=saved(directory / "mm_sd_v15_v2_animate3d_tiny_random.ckpt",
-                     motion_state_dict("v2", sizes.unet.block_channels, all_random=True)),
-        ip_adapter_bin=saved(directory / "ip-adapter_sd15_tiny_random.bin", nested_ip_adapter(ip_flat)),
-        ip_adapter_safetensors=saved(directory / "ip-adapter_sd15_tiny_random.safetensors", ip_flat),
-        clip_vision=saved(directory / "clip_vision_h_tiny_random.safetensors", clip_vision_state_dict()),
-        modules=saved(directory / "animate3d_motion_modules_tiny_random.ckpt", modules),
+        mvdream=saved(directory / f"mvdream_sd15_animate3d_{tag}_random.pt", mvdream_state),
+        motion=saved(directory / f"mm_sd_v15_v2_animate3d_{tag}_random.ckpt",
+                     motion_state_dict("v2", sizes.unet.block_channels, dtype=dtype, all_random=True)),
+        ip_adapter_bin=saved(directory / f"ip-adapter_sd15_{tag}_random.bin", nested_ip_adapter(ip_flat)),
+        ip_adapter_safetensors=saved(directory / f"ip-adapter_sd15_{tag}_random.safetensors", ip_flat),
+        clip_vision=saved(directory / f"clip_vision_h_{tag}_random.safetensors", clip_vision_state_dict(clip, dtype=dtype)),
+        modules=saved(directory / f"animate3d_motion_modules_{tag}_random.ckpt", modules),
     )
     if not full_form:
         return files
     unet = {k[len(UNET_PREFIX):]: v for k, v in mvdream_state.items() if k.startswith(UNET_PREFIX)}
     full = animate3d_full_state_dict(unet, sizes.unet, ip_flat, modules)
     # As Animate3D's training script saves it: the UNet's state dict under "state_dict", with its step.
-    return replace(files, full=saved(directory / "animate3d_full_unet_tiny_random.ckpt",
+    return replace(files, full=saved(directory / f"animate3d_full_unet_{tag}_random.ckpt",
                                      {"state_dict": full, "global_step": 0}))
 
 
