@@ -5,7 +5,7 @@ Animate3D's MV-VDM is conditioned on 4 views of a static object. Its own recipe 
 degrees, azimuths 0/90/180/270 in threestudio's z-up convention, camera distance 3.0, vertical field of
 view 40 degrees, 512 x 512 pixels, over grey 0.502 (RGBA files whose colour already holds the grey,
 which ``inference.py`` reads as RGB). These are the cameras its pipeline's ``get_camera(4)`` gives the
-model. ``docs/condition-views.md`` lists every value with the file and line it comes from.
+model. ``docs/animate3d.md`` ("Condition views of a static asset") lists every value with the file and line it comes from.
 
 In our (MVDream) convention these cameras are :func:`condition_cameras`: threestudio's azimuth ``b`` is our
 ``b + THREESTUDIO_AZIMUTH_OFFSET`` (see :mod:`vividzoo_core.cameras`). Threestudio's azimuth 0 is the front of an object, ours is
