@@ -4,7 +4,6 @@ MV-Video, draw cameras over frames, encode a latent cache."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .options import (
     device, existing_dir, existing_file, existing_path, float_range, float_span, int_range, non_negative_int,
@@ -94,9 +93,10 @@ def _check(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..data.camera_check import check_objects, summary
-    from ..data.reader import scan_dataset
+    from ..data.latents import CacheKey, cache_problems
+    from ..data.reader import clip_span, scan_dataset
 
-    frames_needed = (args.frames - 1) * args.stride + 1
+    frames_needed = clip_span(args.frames, args.stride)
     with tqdm(unit="image", desc="decoding", disable=args.quick) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
@@ -108,7 +108,11 @@ def _check(args: argparse.Namespace) -> int:
             agreements = check_objects(report.objects, progress)
         report.problems += [problem for agreement in agreements if (problem := agreement.problem())]
         print(summary(agreements))
-    report.problems += _cache_problems(report.objects, args.mvdream, args.image_size)
+    cache = cache_problems(report.objects, CacheKey.of(args.mvdream, args.image_size) if args.mvdream else None)
+    if cache is not None:
+        usable, problems = cache
+        report.problems += problems
+        print(f"latent cache: {usable} of {len(report.objects)} objects have a usable one")
     print(report.summary())
     try:
         print(f"recorded what was found in {report.save_manifest()}: training starts from it without reading "
@@ -173,20 +177,6 @@ def _camera_overlay(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: cyan = outline of the visual hull of all views, magenta = silhouette it does not "
           f"cover (right cameras leave none), red dot = object centre, green line = world up axis")
     return 0
-
-
-def _cache_problems(objects: list, mvdream: Path | None, image_size: int) -> list[str]:
-    """Caches that exist but cannot be used; with ``mvdream``, every object must have a fresh one."""
-    from ..data.latents import CacheKey, cache_path, cache_problem
-
-    key = CacheKey.of(mvdream, image_size) if mvdream else None
-    cached = [video for video in objects if cache_path(video).exists()]
-    if not cached and key is None:
-        return []
-    judged = objects if key else cached
-    problems = [f"{video.directory.name}: {problem}" for video in judged if (problem := cache_problem(video, key))]
-    print(f"latent cache: {len(judged) - len(problems)} of {len(objects)} objects have a usable one")
-    return problems
 
 
 def _encode(args: argparse.Namespace) -> int:

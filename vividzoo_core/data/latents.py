@@ -129,6 +129,17 @@ class LatentEncoder:
         return path
 
 
+def cache_problems(objects: list[VideoObject], key: CacheKey | None) -> tuple[int, list[str]] | None:
+    """Caches that exist but cannot be used and, with ``key`` (a checkpoint and size), objects without a fresh one:
+    ``(usable caches, problem lines)``; None when there are no caches and none are asked for."""
+    cached = [video for video in objects if cache_path(video).exists()]
+    if not cached and key is None:
+        return None
+    judged = objects if key else cached
+    problems = [f"{video.directory.name}: {problem}" for video in judged if (problem := cache_problem(video, key))]
+    return len(judged) - len(problems), problems
+
+
 def shard_objects(objects: list[VideoObject], index: int, count: int) -> list[VideoObject]:
     """Part ``index`` (0-based) of ``count``, by folder name."""
     return Shard(index, count).select(objects, lambda video: video.directory.name)

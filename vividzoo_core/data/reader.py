@@ -81,6 +81,11 @@ class DatasetReport:
         return write_manifest(self.directory, self.records)
 
 
+def clip_span(frames: int, stride: int) -> int:
+    """Frames a video must have for a clip of ``frames`` frames taken every ``stride``: ``(frames - 1) * stride + 1``."""
+    return (frames - 1) * stride + 1
+
+
 def view_azimuths(rig: CameraRig) -> np.ndarray:
     """Azimuth (degrees, [0, 360)) of each view at the first frame, from the angles or the matrices."""
     if rig.azimuths is not None:
@@ -348,7 +353,7 @@ class MultiViewVideoDataset(torch.utils.data.Dataset):
         video = self.objects[index]
         rng = np.random.default_rng([self.seed, epoch, index])
         view_set = video.view_sets[rng.integers(len(video.view_sets))]
-        start = int(rng.integers(video.frames - (self.frames - 1) * self.stride))
+        start = int(rng.integers(video.frames - clip_span(self.frames, self.stride) + 1))
         frames = [start + f * self.stride for f in range(self.frames)]
         return video, view_set, frames, bool(rng.random() < self.caption_dropout)
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..data.frames import on_white
-from ..data.reader import VideoObject, scan_dataset
+from ..data.reader import VideoObject, clip_span, scan_dataset
 from ..errors import VividZooError
 
 I3D_FILE = "i3d_torchscript.pt"
@@ -100,9 +100,9 @@ def reference_clips(dataset: str | Path, frames: int, stride: int, size: int,
     frames ``0, stride, ...`` of each view, converted to the generated videos' size by
     :func:`reference_frame`, so both sides reach I3D's own resize to 224 from the same resolution.
     """
-    report = scan_dataset(dataset, views=1, frames_needed=(frames - 1) * stride + 1, decode_images=False)
+    report = scan_dataset(dataset, views=1, frames_needed=clip_span(frames, stride), decode_images=False)
     if not report.objects:
-        raise VividZooError(f"{dataset}: no object has {(frames - 1) * stride + 1} frames for {frames}-frame "
+        raise VividZooError(f"{dataset}: no object has {clip_span(frames, stride)} frames for {frames}-frame "
                             f"reference clips at stride {stride} ({len(report.problems)} problems; "
                             f"`vividzoo dataset check {dataset} --frames {frames} --stride {stride}` lists them)")
     if report.problems:

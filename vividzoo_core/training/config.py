@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..data.reader import clip_span
 from ..errors import VividZooError
 from ..prompts import default_validation_prompts
 from ..schedules import BETA_SCHEDULES, PAPER_BETA_SCHEDULE
@@ -101,8 +102,8 @@ class TrainingConfig:
 
     @property
     def frames_needed(self) -> int:
-        """Frames a video must have for one training clip: (frames - 1) * stride + 1."""
-        return (self.frames - 1) * self.frame_stride + 1
+        """Frames a video must have for one training clip."""
+        return clip_span(self.frames, self.frame_stride)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
