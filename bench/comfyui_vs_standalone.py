@@ -39,7 +39,6 @@ def main() -> None:
     import comfy.sample
     import folder_paths
     import torch
-
     from vividzoo_pack.nodes.loaders import MotionModuleLoader
     from vividzoo_pack.nodes.mvdream_model import load_mvdream_model
     from vividzoo_pack.nodes.patching import patch_vividzoo
@@ -87,8 +86,10 @@ def main() -> None:
     comfy_step, standalone_step = (statistics.median(times[k]) for k in ("comfyui", "standalone"))
     shape = "full-size" if args.full_size else "tiny"
     attention = "sub-quadratic" if args.comfyui_cpu_attention else "PyTorch SDPA"
-    print(f"{shape} random weights, {args.views} views x {args.frames} frames x {args.size} px, {args.steps} DDIM "
-          f"steps with CFG, {device} {dtype}, ComfyUI attention: {attention}, median of {args.repeats} alternating runs")
+    print(
+        f"{shape} random weights, {args.views} views x {args.frames} frames x {args.size} px, {args.steps} DDIM "
+        f"steps with CFG, {device} {dtype}, ComfyUI attention: {attention}, median of {args.repeats} alternating runs"
+    )
     print(f"  ComfyUI KSampler path  {comfy_step:.3f} s/step  (all: {[round(t, 3) for t in times['comfyui']]})")
     print(f"  standalone pipeline    {standalone_step:.3f} s/step  (all: {[round(t, 3) for t in times['standalone']]})")
     print(f"  ComfyUI / standalone = {comfy_step / standalone_step:.3f}   (goal: within 10%)")

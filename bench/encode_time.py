@@ -25,14 +25,13 @@ import copy
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from vividzoo_core.cameras import orbit
-from vividzoo_core.cameras import CAMERAS_FILE
+from vividzoo_core.cameras import CAMERAS_FILE, orbit
 from vividzoo_core.data.format import CAPTION_FILE, view_video
 from vividzoo_core.data.frames import prepare_image, prepare_images
 from vividzoo_core.data.latents import LatentEncoder
@@ -92,9 +91,12 @@ def main() -> None:
             "after": lambda images: prepare_images(images, size),
         },
         "vae": {
-            "before": lambda pixels: [contiguous_vae.encode(pixels[c.start:c.stop].to(device)).latent_dist.mean
-                                      for c in chunks],
-            "after": lambda pixels: [encoder.vae.encode(pixels[c.start:c.stop].to(device)).latent_dist.mean for c in chunks],
+            "before": lambda pixels: [
+                contiguous_vae.encode(pixels[c.start : c.stop].to(device)).latent_dist.mean for c in chunks
+            ],
+            "after": lambda pixels: [
+                encoder.vae.encode(pixels[c.start : c.stop].to(device)).latent_dist.mean for c in chunks
+            ],
         },
     }
     wall = {stage: {way: [] for way in ways} for stage, ways in stages.items()}

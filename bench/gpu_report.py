@@ -29,9 +29,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's code, also under ComfyUI's Python where it is not installed
@@ -48,7 +48,10 @@ from vividzoo_core.memory import GB, describe_estimate  # noqa: E402
 from vividzoo_core.pipeline import VividZooPipeline  # noqa: E402
 from vividzoo_core.settings import GenerationSettings  # noqa: E402
 from vividzoo_core.synthetic_weights import (  # noqa: E402
-    RandomWeights, synthetic_condition_views, write_animate3d_test_weights, write_test_weights,
+    RandomWeights,
+    synthetic_condition_views,
+    write_animate3d_test_weights,
+    write_test_weights,
 )
 from vividzoo_core.training.config import config_from_dict  # noqa: E402
 from vividzoo_core.training.trainer import Trainer  # noqa: E402
@@ -169,8 +172,16 @@ def _animate3d_row(files, views, precision: str, plan: Plan, device: Device) -> 
     pipe = Animate3DPipeline.from_files(files.mvdream, files.modules, files.clip_vision, files.ip_adapter_safetensors,
                                         str(device.torch), precision)
     shape = plan.paper
-    settings = Animate3DSettings(PROMPT, frames=shape.frames, width=shape.size, height=shape.size,
-                                 steps=plan.animate3d_steps, cfg=CFG, seed=0, free_init_iterations=plan.free_init_iterations)
+    settings = Animate3DSettings(
+        PROMPT,
+        frames=shape.frames,
+        width=shape.size,
+        height=shape.size,
+        steps=plan.animate3d_steps,
+        cfg=CFG,
+        seed=0,
+        free_init_iterations=plan.free_init_iterations,
+    )
     estimate = describe_estimate(shape.views, shape.frames, shape.size, shape.size, model="animate3d")
     return timed_sample("one sample (Animate3D)", f"{shape}, {plan.animate3d_steps} DDIM steps x "
                         f"{plan.free_init_iterations} FreeInit passes, CFG {CFG}", precision, "standalone", settings,
@@ -202,7 +213,7 @@ def shape_ratio_row(pipe: VividZooPipeline, precision: str, plan: Plan, device: 
     times: dict[Shape, list[float]] = {shape: [] for shape in shapes}
     for repeat in range(plan.repeats + 1):
         for shape in shapes:
-            _, seconds = device.timed(lambda: pipe.denoise(shape.settings(plan.ratio_steps), rigs[shape]))
+            _, seconds = device.timed(lambda shape=shape: pipe.denoise(shape.settings(plan.ratio_steps), rigs[shape]))
             if repeat:  # the first round warms up each shape
                 times[shape].append(seconds / plan.ratio_steps)
     paper, wide = (statistics.median(times[shape]) for shape in shapes)
@@ -265,7 +276,8 @@ def training_row(files: RandomWeights, folder: Path, plan: Plan, device: Device)
     batch = next(iter(trainer.data_loader()))
     trainer.train_step(batch, 0)  # warm-up
     device.reset_peak()
-    times = [device.timed(lambda: trainer.train_step(batch, step))[1] for step in range(1, plan.train_steps + 1)]
+    steps = range(1, plan.train_steps + 1)
+    times = [device.timed(lambda step=step: trainer.train_step(batch, step))[1] for step in steps]
     seconds = statistics.median(times)
     return Row("training", f"{shape}, batch 1, gradient checkpointing", "bf16", "trainer",
                f"{1 / seconds:.3g} samples/s ({seconds:.4g} s/step)", device.peak_gb())
@@ -286,8 +298,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
     parser.add_argument("--tiny", action="store_true", help="tiny weights and sizes: checks the script in seconds")
-    parser.add_argument("--comfyui", type=existing_dir, help="a ComfyUI checkout: adds the ComfyUI path (run with its Python)")
-    parser.add_argument("--out", type=Path, default=Path("gpu_report.md"), help="the markdown file (default gpu_report.md)")
+    parser.add_argument(
+        "--comfyui", type=existing_dir, help="a ComfyUI checkout: adds the ComfyUI path (run with its Python)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("gpu_report.md"), help="the markdown file (default gpu_report.md)"
+    )
     parser.add_argument("--steps", type=positive_int, help="DDIM steps of one sample (default 50; tiny: 1)")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():

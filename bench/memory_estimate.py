@@ -14,13 +14,13 @@ import argparse
 
 import torch
 
+from vividzoo_core.checkpoints.motion import POSITION_ENCODING_LENGTHS
 from vividzoo_core.compat import expected_motion_channels
 from vividzoo_core.diffusers_host import VividZooUNet
 from vividzoo_core.diffusers_host.unet import unet_config
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.memory import GB, LiveTensorBytes, estimate_gb, flash_attention_model
 from vividzoo_core.network import MotionModuleSet
-from vividzoo_core.checkpoints.motion import POSITION_ENCODING_LENGTHS
 from vividzoo_core.synthetic_weights import FULL_SD15
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}

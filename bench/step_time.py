@@ -8,11 +8,11 @@ views x frames latents):
             form training needs)
   folded    the same network with the alignment added into proj_in / proj_out, as the pipeline
             and the ComfyUI nodes sample with it (identical outputs)
-Goal: the alignment costs at most 3% of a step: full / motion <= 1.03 (folded / motion: 1). Full-size shapes by default (random weights); absolute times only mean
-something on a GPU, so on the CPU read the ratios. The variants are timed in alternation, round after
-round, so drift of a busy machine hits all of them alike; still, a CPU's run-to-run noise (a few
-percent) is as large as the alignment's share. The FLOP ratios (PyTorch's FLOP counter on the meta
-device, at the same shapes) are exact and do not depend on the machine.
+Goal: the alignment costs at most 3% of a step: full / motion <= 1.03 (folded / motion: 1). Full-size shapes
+by default (random weights); absolute times only mean something on a GPU, so on the CPU read the ratios. The
+variants are timed in alternation, round after round, so drift of a busy machine hits all of them alike;
+still, a CPU's run-to-run noise (a few percent) is as large as the alignment's share. The FLOP ratios
+(PyTorch's FLOP counter on the meta device, at the same shapes) are exact and do not depend on the machine.
 
     python bench/step_time.py [--tiny] [--views 4 --frames 16 --size 256] [--device cuda --dtype fp16]
 """
@@ -25,15 +25,14 @@ import tempfile
 import time
 
 import torch
-
-from vividzoo_core.checkpoints import load_motion_module, load_mvdream
 from diffusers import UNet2DConditionModel
 
+from vividzoo_core.checkpoints import load_motion_module, load_mvdream
+from vividzoo_core.devices import resolve_device, resolve_dtype
 from vividzoo_core.diffusers_host import VividZooUNet, build_unet
 from vividzoo_core.diffusers_host.unet import unet_config
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.network import MotionModuleSet
-from vividzoo_core.devices import resolve_device, resolve_dtype
 from vividzoo_core.synthetic_weights import write_test_weights
 
 
@@ -134,8 +133,11 @@ def main() -> None:
         torch.testing.assert_close(folded_output, full(*inputs), atol=1e-3, rtol=1e-3)  # the same network
     counted = {name: flops(shape, channels, layout, latent, name != "mvdream", name == "full") for name in variants}
 
-    print(f"{'tiny' if args.tiny else 'full-size'} network, {args.views} views x {args.frames} frames x {args.size} px, CFG batch {batch}, "
-          f"{device.type} {str(dtype).replace('torch.', '')}, median of {args.repeats} alternating rounds")
+    print(
+        f"{'tiny' if args.tiny else 'full-size'} network, {args.views} views x {args.frames} frames x "
+        f"{args.size} px, CFG batch {batch}, "
+        f"{device.type} {str(dtype).replace('torch.', '')}, median of {args.repeats} alternating rounds"
+    )
     for name, seconds in results.items():
         print(f"  {name:8s} {seconds:8.3f} s/step  {counted[name] / 1e12:8.2f} TFLOP  "
               f"(all: {[round(t, 3) for t in samples[name]]})")

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 
 from training_bench import alternating_medians, describe, parse_shape, trainer
+
 from vividzoo_core.data.latents import LatentEncoder, encode_dataset
 from vividzoo_core.data.reader import scan_dataset
 from vividzoo_core.data.toy import make_toy_dataset
-from vividzoo_core.diffusers_host import quiet_diffusers
 from vividzoo_core.devices import resolve_device
+from vividzoo_core.diffusers_host import quiet_diffusers
 from vividzoo_core.synthetic_weights import write_test_weights
 
 
@@ -47,7 +48,10 @@ def main() -> None:
     print(describe(args))
     for name, seconds in results.items():
         print(f"  {name:8s} {seconds:.3f} s/step (batch loading included)")
-    print(f"  encoding the cache once: {encode_seconds:.1f} s for {len(objects)} objects of 4 views x {args.frames} frames")
+    print(
+        f"  encoding the cache once: {encode_seconds:.1f} s for {len(objects)} objects of 4 views x "
+        f"{args.frames} frames"
+    )
     print(f"  with / without the latent cache = {results['cached'] / results['images']:.2f}")
 
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from training_bench import alternating_medians, describe, parse_shape, trainer
+
 from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.diffusers_host import quiet_diffusers
 from vividzoo_core.synthetic_weights import write_test_weights
@@ -25,8 +26,10 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
     files = write_test_weights(folder / "weights", full_size=args.full_size)
     make_toy_dataset(folder / "data", objects=max(2, args.batch), views=4, frames=args.frames, size=args.size)
-    trainers = {name: trainer(files, folder / "data", folder / "out", args, gradient_checkpointing=name == "checkpointing")
-                for name in ("checkpointing", "plain")}
+    trainers = {
+        name: trainer(files, folder / "data", folder / "out", args, gradient_checkpointing=name == "checkpointing")
+        for name in ("checkpointing", "plain")
+    }
     batches = {name: next(iter(t.data_loader())) for name, t in trainers.items()}
     results, peaks = alternating_medians(args.steps, {
         name: (lambda step, t=t, name=name: t.train_step(batches[name], step)) for name, t in trainers.items()})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -35,7 +35,9 @@ def trainer(files: RandomWeights, data: Path, output: Path, args: argparse.Names
         **changes}), log=lambda message: None)
 
 
-def alternating_medians(steps: int, runs: dict[str, Callable[[int], None]]) -> tuple[dict[str, float], dict[str, float]]:
+def alternating_medians(
+    steps: int, runs: dict[str, Callable[[int], None]]
+) -> tuple[dict[str, float], dict[str, float]]:
     """Median seconds per step of each run (after one warm-up step), runs taking turns; and peak GPU GB."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     peaks: dict[str, float] = {}

@@ -76,7 +76,9 @@ def main() -> None:
 
     mvdream, clip, _, checkpoint = load_mvdream_model(str(files.mvdream), with_vae=False)
     motion_name = files.motion["v2"].name
-    vividzoo = patch_vividzoo(mvdream, orbit(args.views), MotionModuleLoader.execute(motion_name).args[0], None, "linear")
+    vividzoo = patch_vividzoo(
+        mvdream, orbit(args.views), MotionModuleLoader.execute(motion_name).args[0], None, "linear"
+    )
     plain_unet = {k: v for k, v in checkpoint.unet.items() if not k.startswith("camera_embed.")}
     sd15 = comfy.sd.load_diffusion_model_state_dict(plain_unet)
     ade_motion = ade_nodes["ADE_LoadAnimateDiffModel"]().load_motion_model(motion_name)[0]

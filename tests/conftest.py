@@ -17,7 +17,10 @@ from fake_comfyui import PACKAGE, pack_with_fake_comfyui
 from workflow_schema import SNAPSHOT
 
 from vividzoo_core.synthetic_weights import (
-    Animate3DWeights, RandomWeights, write_animate3d_test_weights, write_test_weights,
+    Animate3DWeights,
+    RandomWeights,
+    write_animate3d_test_weights,
+    write_test_weights,
 )
 
 

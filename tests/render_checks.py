@@ -14,7 +14,9 @@ import pytest
 HAVE_BPY = importlib.util.find_spec("bpy") is not None
 if not HAVE_BPY and os.environ.get("CI"):
     raise RuntimeError("CI must run the render tests: install bpy (pip install -e '.[test]' on Python 3.11)")
-needs_bpy = pytest.mark.skipif(not HAVE_BPY, reason="RENDER TESTS SKIPPED: bpy missing; pip install -e '.[test]' on Python 3.11")
+needs_bpy = pytest.mark.skipif(
+    not HAVE_BPY, reason="RENDER TESTS SKIPPED: bpy missing; pip install -e '.[test]' on Python 3.11"
+)
 
 
 def blob_centre(image: np.ndarray, channel: int) -> tuple[float, float] | None:

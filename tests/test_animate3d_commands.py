@@ -95,8 +95,20 @@ def test_generate_animate3d_refuses_vividzoo_options_before_loading(animate3d_we
                                                                      extra, message):
     files = animate3d_weights
     refuse_loading(monkeypatch)
-    argv = ["generate", "--mvdream", str(files.mvdream), "--animate3d", str(files.full), "--clip-vision",
-            str(files.clip_vision), "--prompt", "p", "--out", str(tmp_path), *[a.format(motion=files.motion) for a in extra]]
+    argv = [
+        "generate",
+        "--mvdream",
+        str(files.mvdream),
+        "--animate3d",
+        str(files.full),
+        "--clip-vision",
+        str(files.clip_vision),
+        "--prompt",
+        "p",
+        "--out",
+        str(tmp_path),
+        *[a.format(motion=files.motion) for a in extra],
+    ]
     if message is None:
         with pytest.raises(AssertionError, match="weights were loaded"):
             main(argv)
@@ -143,7 +155,9 @@ def test_the_wrong_files_are_named(animate3d_weights, view_files, tmp_path, caps
             "--device", "cpu", "--out", str(tmp_path / "out")]
     assert main([*base, "--animate3d", str(files.motion), "--clip-vision", str(files.clip_vision)]) == 2
     error = capsys.readouterr().err
-    assert error.startswith(f"error: {files.motion.name}: this is an AnimateDiff motion module") and error.count("\n") == 1
+    assert (
+        error.startswith(f"error: {files.motion.name}: this is an AnimateDiff motion module") and error.count("\n") == 1
+    )
     assert main([*base, "--animate3d", str(files.full), "--clip-vision", str(files.ip_adapter_bin)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"error: {files.ip_adapter_bin.name}") and error.count("\n") == 1

@@ -105,8 +105,14 @@ def test_full_size_vit_h_is_named_and_has_16_heads():
 
     shape = FULL_CLIP_VISION_H
     assert shape.heads == 16 and "ViT-H/14" in shape.name
-    config = CLIPVisionConfig(hidden_size=shape.width, intermediate_size=shape.intermediate, num_hidden_layers=shape.layers,
-                              num_attention_heads=shape.heads, projection_dim=shape.projection, patch_size=shape.patch)
+    config = CLIPVisionConfig(
+        hidden_size=shape.width,
+        intermediate_size=shape.intermediate,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        projection_dim=shape.projection,
+        patch_size=shape.patch,
+    )
     with torch.device("meta"):
         model = CLIPVisionModelWithProjection(config)
     ours = {k: v[0] for k, v in clip_vision_spec(shape).items()}
@@ -141,8 +147,12 @@ def test_a_clip_vision_model_of_the_wrong_width_is_refused(files, tmp_path):
     save_file(materialise(clip_vision_spec(bigg), torch.Generator()), str(tmp_path / "clip_vision_g.safetensors"))
     with pytest.raises(CheckpointError, match="gives 48-wide image embeddings but ip-adapter_sd15_tiny_random.bin "
                                               "reads 32-wide ones") as error:
-        build_animate3d_unet(load_mvdream(files.mvdream), load_animate3d(files.modules),
-                             load_ip_adapter(files.ip_adapter_bin), load_clip_vision(tmp_path / "clip_vision_g.safetensors"))
+        build_animate3d_unet(
+            load_mvdream(files.mvdream),
+            load_animate3d(files.modules),
+            load_ip_adapter(files.ip_adapter_bin),
+            load_clip_vision(tmp_path / "clip_vision_g.safetensors"),
+        )
     assert "clip_vision_g.safetensors" in one_line(error) and "CLIP-ViT-H-14" in one_line(error)
 
 
@@ -192,14 +202,20 @@ def test_the_modules_only_form_needs_the_ip_adapter(files):
         build_animate3d_unet(load_mvdream(files.mvdream), load_animate3d(files.modules))
 
 
-@pytest.mark.parametrize("images, match", [
-    (np.zeros((3, 64, 64, 3), np.uint8), "exactly 4 views"),
-    (np.zeros((5, 64, 64, 3), np.uint8), "got 5"),
-    ([np.zeros((64, 64, 3), np.uint8)] * 3 + [np.zeros((64, 32, 3), np.uint8)], "same size, got 64x64, 64x64, 64x64, 32x64"),
-    (np.zeros((4, 64, 64, 1), np.uint8), "RGB or RGBA"),
-    (torch.full((4, 8, 8, 3), 2.0), r"in \[0, 1\]"),
-    ("views.png", "expected 4 images"),
-])
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (np.zeros((3, 64, 64, 3), np.uint8), "exactly 4 views"),
+        (np.zeros((5, 64, 64, 3), np.uint8), "got 5"),
+        (
+            [np.zeros((64, 64, 3), np.uint8)] * 3 + [np.zeros((64, 32, 3), np.uint8)],
+            "same size, got 64x64, 64x64, 64x64, 32x64",
+        ),
+        (np.zeros((4, 64, 64, 1), np.uint8), "RGB or RGBA"),
+        (torch.full((4, 8, 8, 3), 2.0), r"in \[0, 1\]"),
+        ("views.png", "expected 4 images"),
+    ],
+)
 def test_bad_condition_images_are_refused_in_one_line(images, match):
     with pytest.raises(VividZooError, match=match) as error:
         check_condition_images(images)

@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from vividzoo_core.cameras import orbit
 from vividzoo_core.checkpoints import load_alignment, load_motion_module, load_mvdream, read_checkpoint
 from vividzoo_core.cli import main
 from vividzoo_core.compat import check_pairing
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.pipeline import VividZooPipeline
 from vividzoo_core.settings import GenerationSettings
-from vividzoo_core.cameras import orbit
 from vividzoo_core.synthetic_weights import TINY_SD21, materialise, motion_module_spec, motion_state_dict
 
 
@@ -33,7 +33,9 @@ def test_plain_stable_diffusion_is_refused_as_mvdream(tmp_path, weights, capsys)
     plain = {k: v for k, v in _raw(weights.mvdream).items() if ".camera_embed." not in k}
     path = tmp_path / "v1-5-pruned-emaonly.ckpt"
     torch.save(plain, path)
-    with pytest.raises(VividZooError, match="no camera embedding .* plain Stable Diffusion checkpoint, not a multi-view"):
+    with pytest.raises(
+        VividZooError, match="no camera embedding .* plain Stable Diffusion checkpoint, not a multi-view"
+    ):
         load_mvdream(path)
     code, output = _run_cli(["generate", "--mvdream", str(path), "--motion", str(weights.motion["v2"]),
                              "--prompt", "x", "--out", str(tmp_path / "o")], capsys)
@@ -65,7 +67,9 @@ def test_sd21_mvdream_with_sd15_motion_modules_runs_with_a_warning(tmp_path, wei
 
 
 def test_motion_module_for_other_unet_widths_is_refused(weights):
-    with pytest.raises(VividZooError, match="does not fit the MVDream UNet: its module down_blocks.0.motion_modules.0 has 32"):
+    with pytest.raises(
+        VividZooError, match="does not fit the MVDream UNet: its module down_blocks.0.motion_modules.0 has 32"
+    ):
         check_pairing(load_mvdream(weights.mvdream_sd21).unet_shape, load_motion_module(weights.motion["v2"]))
 
 
@@ -88,7 +92,9 @@ def test_frames_past_the_position_encoding_get_windows_of_the_limit(weights):
     assert pipeline.context_windows(settings) == [list(range(24)), list(range(6, 30))]  # unset: the limit, 24
     assert pipeline.generate(settings).frames.shape[0] == 30
     settings.context_frames = 28
-    with pytest.raises(VividZooError, match="28 frames is more than the v1 motion module sees at once .at most 24.*context"):
+    with pytest.raises(
+        VividZooError, match="28 frames is more than the v1 motion module sees at once .at most 24.*context"
+    ):
         pipeline.generate(settings)
 
 
@@ -152,7 +158,9 @@ def test_pickle_with_code_is_refused_and_never_executed(tmp_path):
 def test_alignment_for_another_motion_version_is_refused(weights):
     alignment = load_alignment(weights.alignment)
     motion = load_motion_module(weights.motion["v3"])
-    with pytest.raises(VividZooError, match="trained with AnimateDiff v2 .* but the loaded motion module is AnimateDiff v3"):
+    with pytest.raises(
+        VividZooError, match="trained with AnimateDiff v2 .* but the loaded motion module is AnimateDiff v3"
+    ):
         alignment.check_fits(motion.version, motion.channels)
     with pytest.raises(VividZooError, match="AnimateDiff v2"):
         VividZooPipeline.from_files(weights.mvdream, weights.motion["v3"], weights.alignment, "cpu", log=lambda m: None)

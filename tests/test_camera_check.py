@@ -20,11 +20,23 @@ import pytest
 from PIL import Image
 
 from vividzoo_core.cameras import (
-    CAMERAS_FILE, DEFAULT_FOV_DEGREES, DEFAULT_RADIUS, CameraRig, camera_to_world, load_cameras, project,
+    CAMERAS_FILE,
+    DEFAULT_FOV_DEGREES,
+    DEFAULT_RADIUS,
+    CameraRig,
+    camera_to_world,
+    load_cameras,
+    project,
 )
 from vividzoo_core.cli import main
 from vividzoo_core.data.camera_check import (
-    MIN_COVERAGE, CameraAgreement, camera_settings, check_frame, hull_check, silhouette, visual_hull,
+    MIN_COVERAGE,
+    CameraAgreement,
+    camera_settings,
+    check_frame,
+    hull_check,
+    silhouette,
+    visual_hull,
 )
 from vividzoo_core.data.format import frame_path
 from vividzoo_core.data.overlay import HULL_COLOUR, camera_overlay
@@ -126,7 +138,9 @@ def test_what_no_image_can_show_scores_like_the_right_cameras(right, tmp_path):
     # Every frame from nearer (or an assumed radius that is off) is the same object, scaled.
     np.testing.assert_allclose(hull_check(silhouettes, cameras, radius=1.6).coverage, base.coverage, atol=0.01)
     near = render(animal(), cameras[::2], SIZE // 2, radius=1.9)  # 8 views at 64 px: a cheaper render
-    assert hull_check(np.stack([silhouette(Image.fromarray(image)) for image in near]), cameras[::2]).coverage.min() > 0.99
+    assert (
+        hull_check(np.stack([silhouette(Image.fromarray(image)) for image in near]), cameras[::2]).coverage.min() > 0.99
+    )
 
 
 def test_a_field_of_view_ten_degrees_off_costs_little():
@@ -142,7 +156,9 @@ def test_render_json_gives_the_field_of_view(right, tmp_path):
     """Frames rendered at 20 degrees fail the check at the default 40, and pass with dataset render's record."""
     folder = tmp_path / "narrow"
     shutil.copytree(right, folder)
-    for view, image in enumerate(render(animal(), load_cameras(folder / CAMERAS_FILE).matrices[0], SIZE, fov_degrees=20.0)):
+    for view, image in enumerate(
+        render(animal(), load_cameras(folder / CAMERAS_FILE).matrices[0], SIZE, fov_degrees=20.0)
+    ):
         Image.fromarray(image).save(frame_path(folder, view, 0))
     assert agreement(folder).score < MIN_COVERAGE - 0.02  # measured 0.915
     (folder / RENDER_FILE).write_text(json.dumps({"settings": RenderSettings(radius=3.0, fov_degrees=20.0).to_json()}))

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from vividzoo_core.cameras import (
-    CameraRig, camera_to_world, cameras_from_json, load_cameras, moving_orbit, orbit, transforms_json,
+    CameraRig,
+    camera_to_world,
+    cameras_from_json,
+    load_cameras,
+    moving_orbit,
+    orbit,
+    transforms_json,
 )
 from vividzoo_core.data.reader import view_azimuths
 from vividzoo_core.layout import VideoLayout

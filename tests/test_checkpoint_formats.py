@@ -9,15 +9,26 @@ import torch
 from safetensors.torch import save_file
 
 from vividzoo_core.checkpoints import (
-    alignment_checkpoint, inspect_checkpoint, load_alignment, load_motion_module, load_mvdream, save_alignment,
+    alignment_checkpoint,
+    inspect_checkpoint,
+    load_alignment,
+    load_motion_module,
+    load_mvdream,
+    save_alignment,
 )
 from vividzoo_core.checkpoints.mvdream import SCHEDULE_BUFFERS
 from vividzoo_core.diffusers_host import build_text_encoder, build_unet, build_vae
 from vividzoo_core.errors import CheckpointError
 from vividzoo_core.network import MotionModuleSet
 from vividzoo_core.synthetic_weights import (
-    FULL_SD15, TINY_SD15, clip_text_spec, motion_module_spec, motion_state_dict, mvdream_unet_spec,
-    parameter_count, vae_spec,
+    FULL_SD15,
+    TINY_SD15,
+    clip_text_spec,
+    motion_module_spec,
+    motion_state_dict,
+    mvdream_unet_spec,
+    parameter_count,
+    vae_spec,
 )
 
 
@@ -29,7 +40,9 @@ def test_full_size_layouts_match_the_released_files():
     no_pe = lambda key: key.endswith("pos_encoder.pe")  # noqa: E731
     assert round(parameter_count(motion_module_spec("v2", FULL_SD15.unet.block_channels), no_pe) / 1e6, 1) == 453.2
     for version in ("v1", "v3"):
-        assert round(parameter_count(motion_module_spec(version, FULL_SD15.unet.block_channels), no_pe) / 1e6, 1) == 417.1
+        assert (
+            round(parameter_count(motion_module_spec(version, FULL_SD15.unet.block_channels), no_pe) / 1e6, 1) == 417.1
+        )
 
 
 def test_alignment_layers_have_the_papers_parameter_count():
@@ -147,7 +160,12 @@ def test_alignment_round_trip_and_metadata(tmp_path, weights):
 def test_inspect_reports_each_kind(weights):
     assert inspect_checkpoint(weights.mvdream)["kind"] == "mvdream"
     report = inspect_checkpoint(weights.motion["v2"])
-    assert (report["kind"], report["version"], report["max_frames"], report["modules"]) == ("motion_module", "v2", 32, 21)
+    assert (report["kind"], report["version"], report["max_frames"], report["modules"]) == (
+        "motion_module",
+        "v2",
+        32,
+        21,
+    )
     report = inspect_checkpoint(weights.alignment)
     assert (report["kind"], report["motion_module_version"], report["modules"]) == ("alignment", "v2", 21)
     # two Linear(C, C) layers with biases per module
@@ -185,21 +203,49 @@ def _load_alignment(path, part):
 
 # (file, tensor changed, loader, the names the error gives for a missing / extra / misshapen tensor)
 STRICT_CASES = {
-    "unet": ("mvdream", "model.diffusion_model.middle_block.1.proj_in.bias", _load_mvdream_part,
-             ("mid_block.attentions.0.proj_in.bias", "mid_block.attentions.0.proj_in.extra.weight",
-              "mid_block.attentions.0.proj_in.bias")),
+    "unet": (
+        "mvdream",
+        "model.diffusion_model.middle_block.1.proj_in.bias",
+        _load_mvdream_part,
+        (
+            "mid_block.attentions.0.proj_in.bias",
+            "mid_block.attentions.0.proj_in.extra.weight",
+            "mid_block.attentions.0.proj_in.bias",
+        ),
+    ),
     # an extra tensor here is one the LDM -> diffusers conversion drops: named by its file key
-    "unet time embedding": ("mvdream", "model.diffusion_model.time_embed.0.weight", _load_mvdream_part,
-                            ("time_embedding.linear_1.weight", "time_embed.0.extra.weight", "time_embedding.linear_1.weight")),
-    "vae": ("mvdream", "first_stage_model.decoder.conv_in.weight", _load_mvdream_part,
-            ("decoder.conv_in.weight", "decoder.conv_in.extra.weight", "decoder.conv_in.weight")),
-    "text_encoder": ("mvdream", "cond_stage_model.transformer.text_model.final_layer_norm.weight", _load_mvdream_part,
-                     ("final_layer_norm.weight", "final_layer_norm.extra.weight", "final_layer_norm.weight")),
+    "unet time embedding": (
+        "mvdream",
+        "model.diffusion_model.time_embed.0.weight",
+        _load_mvdream_part,
+        ("time_embedding.linear_1.weight", "time_embed.0.extra.weight", "time_embedding.linear_1.weight"),
+    ),
+    "vae": (
+        "mvdream",
+        "first_stage_model.decoder.conv_in.weight",
+        _load_mvdream_part,
+        ("decoder.conv_in.weight", "decoder.conv_in.extra.weight", "decoder.conv_in.weight"),
+    ),
+    "text_encoder": (
+        "mvdream",
+        "cond_stage_model.transformer.text_model.final_layer_norm.weight",
+        _load_mvdream_part,
+        ("final_layer_norm.weight", "final_layer_norm.extra.weight", "final_layer_norm.weight"),
+    ),
     "motion v1": ("v1", "up_blocks.3.motion_modules.2.temporal_transformer.proj_in.weight", _load_motion, None),
     "motion v2": ("v2", "mid_block.motion_modules.0.temporal_transformer.proj_out.bias", _load_motion, None),
-    "motion v3": ("v3", "down_blocks.1.motion_modules.0.temporal_transformer.transformer_blocks.0.ff_norm.weight", _load_motion, None),
-    "alignment": ("alignment", "up_blocks.0.motion_modules.1.temporal_transformer.align_3d_to_2d.weight",
-                  _load_alignment, None),
+    "motion v3": (
+        "v3",
+        "down_blocks.1.motion_modules.0.temporal_transformer.transformer_blocks.0.ff_norm.weight",
+        _load_motion,
+        None,
+    ),
+    "alignment": (
+        "alignment",
+        "up_blocks.0.motion_modules.1.temporal_transformer.align_3d_to_2d.weight",
+        _load_alignment,
+        None,
+    ),
 }
 
 
@@ -220,8 +266,10 @@ def test_every_checkpoint_kind_refuses_a_changed_tensor_and_names_it(weights, tm
         raw = torch.load(path, weights_only=True)
         state = raw.get("state_dict", raw)
         changed_path = tmp_path / path.name
-        torch.save(_changed(state, key, change) if state is raw else {**raw, "state_dict": _changed(state, key, change)},
-                   changed_path)
+        torch.save(
+            _changed(state, key, change) if state is raw else {**raw, "state_dict": _changed(state, key, change)},
+            changed_path,
+        )
     load(path, kind)  # the unchanged file loads
     with pytest.raises(ValueError) as error:
         load(changed_path, kind)
@@ -268,4 +316,6 @@ def test_a_vae_attention_weight_stored_as_a_linear_layer_loads_the_same(weights,
     original = torch.load(weights.mvdream, weights_only=True)[key]
     path, _ = _with(tmp_path, weights, key, original[:, :, 0, 0].clone())
     linear, conv = build_vae(load_mvdream(path)), build_vae(load_mvdream(weights.mvdream))
-    assert torch.equal(linear.encoder.mid_block.attentions[0].to_q.weight, conv.encoder.mid_block.attentions[0].to_q.weight)
+    assert torch.equal(
+        linear.encoder.mid_block.attentions[0].to_q.weight, conv.encoder.mid_block.attentions[0].to_q.weight
+    )

@@ -12,9 +12,9 @@ import json
 
 import pytest
 
-from vividzoo_core.commands import options as cli_options
 from vividzoo_core.cameras import orbit
 from vividzoo_core.cli import build_parser, main
+from vividzoo_core.commands import options as cli_options
 
 FREE_TEXT = {"prompt", "negative"}  # any text is a valid prompt
 PATH_VALUES = {

@@ -14,9 +14,9 @@ from PIL import Image
 
 from vividzoo_core.cameras import orbit
 from vividzoo_core.cli import main
+from vividzoo_core.data.format import frame_path
 from vividzoo_core.data.frames import load_image
 from vividzoo_core.data.reader import MultiViewVideoDataset, evenly_spaced_view_sets, scan_dataset, view_azimuths
-from vividzoo_core.data.format import frame_path
 from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.training.sampler import EpochSampler
 

@@ -22,7 +22,11 @@ from vividzoo_core.data.format import frame_path, view_folder, view_video
 from vividzoo_core.data.frames import ImageFrames, NumberedPaths, prepare_image, prepare_images
 from vividzoo_core.data.manifest import MANIFEST_FILE
 from vividzoo_core.data.reader import (
-    FAILURES_BEFORE_JUDGING, SKIPPED_FILE, MultiViewVideoDataset, SkippedSamples, scan_dataset,
+    FAILURES_BEFORE_JUDGING,
+    SKIPPED_FILE,
+    MultiViewVideoDataset,
+    SkippedSamples,
+    scan_dataset,
 )
 from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.errors import VividZooError
@@ -210,7 +214,9 @@ def test_a_mostly_broken_dataset_stops_with_a_clear_error(images, tmp_path):
             dataset[(0, index)]
     assert str(error.value).startswith(f"{FAILURES_BEFORE_JUDGING} of the {FAILURES_BEFORE_JUDGING + 2} objects read "
                                        f"failed to load, more than max_broken_fraction 0.05 allows")
-    assert "first: copy_002: unreadable image" in str(error.value) and str(tmp_path / "run" / SKIPPED_FILE) in str(error.value)
+    assert "first: copy_002: unreadable image" in str(error.value) and str(tmp_path / "run" / SKIPPED_FILE) in str(
+        error.value
+    )
 
 
 def test_a_few_broken_objects_do_not_stop_an_epoch(images, tmp_path):
@@ -229,9 +235,13 @@ def test_a_few_broken_objects_do_not_stop_an_epoch(images, tmp_path):
 
 def test_the_startup_bench_runs_on_a_small_tree(tmp_path):
     bench = Path(__file__).resolve().parents[1] / "bench" / "train_startup.py"
-    result = subprocess.run([sys.executable, str(bench), "--objects", "40", "--reference", "4", "--folder", str(tmp_path)],
-                            capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PYTHONPATH": str(bench.parents[1])})
+    result = subprocess.run(
+        [sys.executable, str(bench), "--objects", "40", "--reference", "4", "--folder", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(bench.parents[1])},
+    )
     assert result.returncode == 0, result.stderr
     assert "with the manifest: 40 objects as `vividzoo dataset check` recorded them (0 with every frame decoded), " \
         "0 read from their files; 0 videos opened to read it" in result.stdout, result.stdout

@@ -114,7 +114,9 @@ def test_every_command_line_in_the_docs_parses(page, kind, command):
     for word in words[used:]:
         option = word.split("=")[0]
         if option.startswith("--"):
-            assert option in known, f"{page}: `{command}` uses {option}, which `vividzoo {' '.join(words[:used])}` lacks"
+            assert option in known, (
+                f"{page}: `{command}` uses {option}, which `vividzoo {' '.join(words[:used])}` lacks"
+            )
 
 
 def test_an_option_that_does_not_exist_is_caught():
@@ -147,4 +149,6 @@ def test_links_between_pages_point_at_pages_and_headings_that_exist():
             linked = (page.parent / path).resolve() if path else page
             assert linked.exists(), f"{page.name} links to {target}, which does not exist"
             if anchor:
-                assert anchor in heading_anchors(linked.read_text()), f"{page.name} links to a missing heading: {target}"
+                assert anchor in heading_anchors(linked.read_text()), (
+                    f"{page.name} links to a missing heading: {target}"
+                )

@@ -204,7 +204,9 @@ def test_proxies_are_one_for_still_and_identical_views_and_lower_otherwise(score
     scores = scorer.score_video(changing, "x")
     assert scores.temporal_consistency < 0.999 and scores.cross_view_consistency < 0.999
     embeddings = scorer.image_embeddings(changing.reshape(-1, 32, 32, 3)).view(4, 4, -1)
-    cross = np.mean([float(embeddings[f, a] @ embeddings[f, b]) for f in range(4) for a in range(4) for b in range(4) if a != b])
+    cross = np.mean(
+        [float(embeddings[f, a] @ embeddings[f, b]) for f in range(4) for a in range(4) for b in range(4) if a != b]
+    )
     temporal = np.mean([float(embeddings[f, v] @ embeddings[f + 1, v]) for f in range(3) for v in range(4)])
     assert scores.cross_view_consistency == pytest.approx(cross, rel=1e-5)
     assert scores.temporal_consistency == pytest.approx(temporal, rel=1e-5)

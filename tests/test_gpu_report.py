@@ -40,5 +40,7 @@ def test_tiny_cpu_report_has_every_row(tmp_path):
     ratio, wide, paper = map(float, re.fullmatch(r"([\d.]+) \(([\d.]+) / ([\d.]+) s/step\)", rows[1][4]).groups())
     assert rows[1][1] == "1 view x 2 frames x 128 px / 4 views x 2 frames x 64 px"
     assert abs(ratio - wide / paper) <= 0.01 + 0.01 * ratio
-    samples_per_second, seconds = map(float, re.fullmatch(r"([\d.]+) samples/s \(([\d.]+) s/step\)", rows[3][4]).groups())
+    samples_per_second, seconds = map(
+        float, re.fullmatch(r"([\d.]+) samples/s \(([\d.]+) s/step\)", rows[3][4]).groups()
+    )
     assert abs(samples_per_second - 1 / seconds) <= 0.01 + 0.01 * samples_per_second

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import shutil
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors import safe_open
 
 from vividzoo_core.cli import main
-from vividzoo_core.data.latents import CACHE_FILE, CacheKey, CachedLatentDataset, LatentEncoder, cache_problem, \
-    encode_dataset, sample_latents, shard_objects
+from vividzoo_core.data.latents import (
+    CACHE_FILE,
+    CachedLatentDataset,
+    CacheKey,
+    LatentEncoder,
+    cache_problem,
+    encode_dataset,
+    sample_latents,
+    shard_objects,
+)
 from vividzoo_core.data.reader import MultiViewVideoDataset, scan_dataset
 from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.diffusers_host import encode_text
@@ -59,7 +67,9 @@ def fp16_encoders(trainer: Trainer) -> None:
                                                            logvar=posterior.logvar.half().float()))
 
     trainer.vae.encode = encode
-    trainer.text_encoder = lambda ids: SimpleNamespace(last_hidden_state=text_encoder(ids).last_hidden_state.half().float())
+    trainer.text_encoder = lambda ids: SimpleNamespace(
+        last_hidden_state=text_encoder(ids).last_hidden_state.half().float()
+    )
 
 
 def test_cache_and_images_give_the_same_loss_for_the_same_batch_and_noise(weights, pristine, cached, tmp_path):

@@ -13,12 +13,17 @@ from vividzoo_core.cli import main
 from vividzoo_core.compat import expected_motion_channels
 from vividzoo_core.diffusers_host import VividZooUNet
 from vividzoo_core.diffusers_host.unet import unet_config
+from vividzoo_core.errors import VividZooError
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.memory import (
-    ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16, WEIGHT_BYTES_FP16, LiveTensorBytes, check_fits, describe_estimate,
-    estimate_gb, flash_attention_model,
+    ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16,
+    WEIGHT_BYTES_FP16,
+    LiveTensorBytes,
+    check_fits,
+    describe_estimate,
+    estimate_gb,
+    flash_attention_model,
 )
-from vividzoo_core.errors import VividZooError
 from vividzoo_core.network import MotionModuleSet
 from vividzoo_core.pipeline import VividZooPipeline
 from vividzoo_core.settings import GenerationSettings
@@ -96,7 +101,9 @@ def test_the_pipeline_refuses_before_the_first_step(weights):
                           on_step=lambda step, total: steps.append(step))
     assert steps == []
     pipeline.memory_available = lambda: 64 * GB
-    assert pipeline.generate(GenerationSettings("x", views=1, frames=2, width=16, height=16, steps=1)).frames.shape[0] == 2
+    assert (
+        pipeline.generate(GenerationSettings("x", views=1, frames=2, width=16, height=16, steps=1)).frames.shape[0] == 2
+    )
 
 
 def test_the_cli_refuses_before_sampling(weights, tmp_path, monkeypatch, capsys):

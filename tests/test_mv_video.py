@@ -11,16 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from vividzoo_core.cameras import load_cameras, orbit
+from vividzoo_core.cameras import THREESTUDIO_AZIMUTH_OFFSET as AZIMUTH_OFFSET
+from vividzoo_core.cameras import load_cameras, orbit, project
 from vividzoo_core.cli import main
 from vividzoo_core.data.camera_check import MIN_COVERAGE, check_frame, hull_check
 from vividzoo_core.data.format import frame_path, view_folder
 from vividzoo_core.data.frames import prepare_image
-from vividzoo_core.cameras import THREESTUDIO_AZIMUTH_OFFSET as AZIMUTH_OFFSET
 from vividzoo_core.data.mv_video import import_mv_video
 from vividzoo_core.data.overlay import camera_overlay
 from vividzoo_core.data.reader import scan_dataset
-from vividzoo_core.cameras import project
 from vividzoo_core.data.toy import Primitive, render
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.video import write_mp4
@@ -117,7 +116,7 @@ def test_cameras_project_the_ball_onto_its_pixels(imported):
     for k in range(0, VIEWS, 3):
         for f, image in enumerate(video.sources[k].read(range(FRAMES))):
             pixels = np.asarray(image.convert("RGB")).astype(int)
-            rows, columns = np.nonzero((pixels[..., 0] - pixels[..., 1] > 80))
+            rows, columns = np.nonzero(pixels[..., 0] - pixels[..., 1] > 80)
             centroid = np.array([columns.mean(), rows.mean()]) + 0.5
             expected = project(ball(f).centre, video.cameras.matrices[0, k], SIZE)
             assert np.abs(centroid - expected).max() < 1.0, (k, f, centroid, expected)
@@ -191,7 +190,9 @@ def test_check_reports_broken_and_short_videos(imported, renders, tmp_path, caps
     check = ["dataset", "check", str(data), "--frames", str(FRAMES), "--stride", "1"]
     assert main(check) == 0
     (folder / "views" / "002.mp4").unlink()
-    write_mp4(folder / "views" / "002.mp4", (torch.from_numpy(renders[f, 2] / 255.0) for f in range(FRAMES - 1)), fps=24)
+    write_mp4(
+        folder / "views" / "002.mp4", (torch.from_numpy(renders[f, 2] / 255.0) for f in range(FRAMES - 1)), fps=24
+    )
     (folder / "views" / "007.mp4").unlink()
     (folder / "views" / "007.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
     assert main(check) == 1

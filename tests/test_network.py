@@ -37,7 +37,9 @@ def reference_temporal_transformer(x, w, heads=8):
         normed = F.layer_norm(hidden, (c,), w[f"{block}norms.{a}.weight"], w[f"{block}norms.{a}.bias"])
         seq = rearrange(normed, "(b f) d c -> (b d) f c", f=f) + w[f"{attention}pos_encoder.pe"][:, :f]
         q, k, v = (F.linear(seq, w[f"{attention}{p}.weight"]) for p in ("to_q", "to_k", "to_v"))
-        out = F.linear(reference_attention(q, k, v, heads), w[f"{attention}to_out.0.weight"], w[f"{attention}to_out.0.bias"])
+        out = F.linear(
+            reference_attention(q, k, v, heads), w[f"{attention}to_out.0.weight"], w[f"{attention}to_out.0.bias"]
+        )
         hidden = rearrange(out, "(b d) f c -> (b f) d c", d=h * width) + hidden
     normed = F.layer_norm(hidden, (c,), w[f"{block}ff_norm.weight"], w[f"{block}ff_norm.bias"])
     projected, gate = F.linear(normed, w[f"{block}ff.net.0.proj.weight"], w[f"{block}ff.net.0.proj.bias"]).chunk(2, -1)

@@ -94,7 +94,9 @@ def test_generated_frames_are_the_decoded_latents_in_layout_order(monkeypatch):
     layout = VideoLayout(VIEWS, FRAMES)
     pipeline = StubPipeline()
     # latent i is filled with i; the stub VAE turns it into a flat image of value i / images
-    pipeline.denoise = lambda settings, rig, on_step: torch.arange(layout.images, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 4, 1, 1)
+    pipeline.denoise = lambda settings, rig, on_step: (
+        torch.arange(layout.images, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 4, 1, 1)
+    )
     monkeypatch.setattr(pipeline_module, "decode_latents", lambda vae, latents: (
         latents[:, :3].repeat_interleave(8, 2).repeat_interleave(8, 3) / layout.images))
     video = pipeline.generate(GenerationSettings("a prompt", views=VIEWS, frames=FRAMES, width=8, height=8))

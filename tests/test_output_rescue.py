@@ -51,7 +51,9 @@ def test_an_unwritable_output_folder_writes_the_video_in_full_elsewhere(tmp_path
         save_video_or_rescue(video, blocker / "out")
     rescued = Path(re.search(r"written to (\S+) instead", str(caught.value))[1])
     assert rescued.parent == rescue_dir
-    assert {"grid.mp4", "grid.webp", "view_00.mp4", "view_01.mp4", "cameras.json"} <= {p.name for p in rescued.iterdir()}
+    assert {"grid.mp4", "grid.webp", "view_00.mp4", "view_01.mp4", "cameras.json"} <= {
+        p.name for p in rescued.iterdir()
+    }
     first = np.asarray(Image.open(rescued / "frames" / "f000_v01.png"))
     assert np.array_equal(first, to_uint8(video.frames[0, 1]))
 

@@ -151,7 +151,9 @@ def test_a_run_records_its_frame_count(patching, monkeypatch):
 def test_a_run_that_cannot_fit_is_refused_before_sampling(patching, monkeypatch):
     model_options = options(patching, orbit(4), max_frames=32)
     executor, calls = sampling_run(patching, monkeypatch, model_options, free_bytes=1024**3)
-    with pytest.raises(ValueError, match=r"4 views x 16 frames x 512x512 px needs at least about .* on cpu .* only 1.0 GB is free"):
+    with pytest.raises(
+        ValueError, match=r"4 views x 16 frames x 512x512 px needs at least about .* on cpu .* only 1.0 GB is free"
+    ):
         patching._check_and_record_run(executor, torch.zeros(4 * 16, 4, 64, 64), None)
     assert calls == []
 
@@ -164,7 +166,9 @@ def call_with_cameras(patching, transformer_options: dict, batch: int):
     def executor(x, timesteps, context, y, control, options):
         seen.update(y=y, layout=options[patching.LAYOUT_KEY])
 
-    patching._with_layout_and_cameras(executor, torch.zeros(batch, 4, 2, 2), None, None, None, None, transformer_options)
+    patching._with_layout_and_cameras(
+        executor, torch.zeros(batch, 4, 2, 2), None, None, None, None, transformer_options
+    )
     return seen["y"], seen["layout"]
 
 

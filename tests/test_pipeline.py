@@ -21,7 +21,9 @@ SMALL = dict(prompt="a corgi, 3d asset", views=4, frames=4, width=32, height=32,
 
 @pytest.fixture(scope="module")
 def aligned(weights):
-    return VividZooPipeline.from_files(weights.mvdream, weights.motion["v2"], weights.alignment, "cpu", log=lambda m: None)
+    return VividZooPipeline.from_files(
+        weights.mvdream, weights.motion["v2"], weights.alignment, "cpu", log=lambda m: None
+    )
 
 
 @pytest.fixture(scope="module")

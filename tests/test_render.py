@@ -34,9 +34,9 @@ from vividzoo_core.commands.options import orbit_views
 from vividzoo_core.data.camera_check import check_objects
 from vividzoo_core.data.reader import evenly_spaced_view_sets, scan_dataset, view_azimuths
 from vividzoo_core.data.render.batch import BatchSummary, find_assets, load_captions, render_assets, select_assets
-from vividzoo_core.data.shards import Shard
 from vividzoo_core.data.render.sample_asset import ACTIONS, marker_centres
 from vividzoo_core.data.render.settings import RenderSettings, object_draws
+from vividzoo_core.data.shards import Shard
 from vividzoo_core.errors import VividZooError
 
 TINY = RenderSettings(views=4, elevation=(10.0, 30.0), resolution=48, samples=4, denoise=False)
@@ -90,7 +90,10 @@ def _worst_marker_error(folder: Path, action: str) -> float:
     for index, frame in enumerate(record["source_frames"]):
         for marker, channel in zip(scale * (marker_centres(action, frame) - centre), (0, 2)):
             for view in range(rig.views):
-                image = np.asarray(Image.open(folder / "views" / f"{view:03d}" / f"{index:04d}.png"), dtype=np.float64) / 255
+                image = (
+                    np.asarray(Image.open(folder / "views" / f"{view:03d}" / f"{index:04d}.png"), dtype=np.float64)
+                    / 255
+                )
                 found = blob_centre(image, channel)
                 assert found is not None, "marker not visible"
                 wanted = project(marker, rig.matrices[0, view], image.shape[0], record["settings"]["radius"],
@@ -210,7 +213,10 @@ def test_cameras_are_the_orbit_of_the_drawn_angles(rendered: Path) -> None:
 
 @needs_bpy
 def test_failures_are_logged_while_the_rest_renders(rendered: Path) -> None:
-    failures = {Path(f["file"]).name: f["reason"] for f in map(json.loads, (rendered / "failures.jsonl").read_text().splitlines())}
+    failures = {
+        Path(f["file"]).name: f["reason"]
+        for f in map(json.loads, (rendered / "failures.jsonl").read_text().splitlines())
+    }
     assert set(failures) == {"broken.glb", "still.glb", "hollow.glb"}
     assert "cannot import" in failures["broken.glb"]
     assert "no animation" in failures["still.glb"]
@@ -409,7 +415,9 @@ def test_missing_blender_says_how_to_install_it(tmp_path: Path, monkeypatch: pyt
                                                capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "x.glb").touch()
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bpy" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bpy" else real_find_spec(name, *a)
+    )
     assert main(["dataset", "render", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "pip install 'vividzoo[render]'" in capsys.readouterr().err
 

@@ -18,8 +18,8 @@ from vividzoo_core.context_windows import blend_windows, frame_windows, window_w
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.layout import VideoLayout
 from vividzoo_core.pipeline import VividZooPipeline
-from vividzoo_core.settings import GenerationSettings
 from vividzoo_core.schedules import ddim_scheduler, make_betas
+from vividzoo_core.settings import GenerationSettings
 
 UNCOND_LEVEL, COND_LEVEL = -0.5, 0.75
 """What the stub text encoder returns for the negative and the positive prompt."""
@@ -115,7 +115,12 @@ def test_paper_schedule_is_linear_in_beta_from_0_00085_to_0_012():
     torch.testing.assert_close(betas[1:] - betas[:-1], torch.full((999,), (0.012 - 0.00085) / 999, dtype=torch.float64))
     scaled = make_betas("scaled_linear")
     torch.testing.assert_close(scaled.sqrt()[[0, -1]], torch.tensor([0.00085, 0.012], dtype=torch.float64).sqrt())
-    torch.testing.assert_close(scaled[500], torch.tensor((math.sqrt(0.00085) + 500 * (math.sqrt(0.012) - math.sqrt(0.00085)) / 999) ** 2, dtype=torch.float64))
+    torch.testing.assert_close(
+        scaled[500],
+        torch.tensor(
+            (math.sqrt(0.00085) + 500 * (math.sqrt(0.012) - math.sqrt(0.00085)) / 999) ** 2, dtype=torch.float64
+        ),
+    )
     with pytest.raises(VividZooError, match="unknown beta schedule 'cosine'"):
         make_betas("cosine")
 
@@ -125,7 +130,12 @@ def test_the_ddim_scheduler_carries_the_same_betas(schedule):
     scheduler = ddim_scheduler(schedule)
     torch.testing.assert_close(scheduler.betas.double(), make_betas(schedule), atol=1e-9, rtol=1e-6)
     config = scheduler.config
-    assert (config.prediction_type, config.clip_sample, config.set_alpha_to_one, config.steps_offset) == ("epsilon", False, False, 1)
+    assert (config.prediction_type, config.clip_sample, config.set_alpha_to_one, config.steps_offset) == (
+        "epsilon",
+        False,
+        False,
+        1,
+    )
 
 
 def test_context_windows_in_the_loop_match_a_single_window_for_a_per_image_predictor():

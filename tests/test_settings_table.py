@@ -130,7 +130,9 @@ def test_generation_settings_default_to_the_table(kind):
     settings = kind("a prompt")
     for field in dataclasses.fields(settings):
         if field.name in SETTINGS and field.name != "seed":
-            expected = ANIMATE3D_STEPS if (kind, field.name) == (Animate3DSettings, "steps") else SETTINGS[field.name].default
+            expected = (
+                ANIMATE3D_STEPS if (kind, field.name) == (Animate3DSettings, "steps") else SETTINGS[field.name].default
+            )
             assert getattr(settings, field.name) == expected, field.name
 
 

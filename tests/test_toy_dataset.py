@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vividzoo_core.cameras import load_cameras, transforms_json
-from vividzoo_core.cameras import CAMERAS_FILE
+from vividzoo_core.cameras import CAMERAS_FILE, load_cameras, project, transforms_json
 from vividzoo_core.data.format import CAPTION_FILE, frame_path, view_folder
-from vividzoo_core.cameras import project
 from vividzoo_core.data.toy import MOTIONS, Primitive, make_toy_dataset, write_object
 
 RED = (1.0, 0.1, 0.1)

@@ -16,10 +16,10 @@ from torch import nn
 
 from vividzoo_core.checkpoints import load_alignment
 from vividzoo_core.cli import main
+from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.schedules import make_betas
 from vividzoo_core.training.config import TrainingConfig, config_from_dict, load_config
-from vividzoo_core.data.toy import make_toy_dataset
 from vividzoo_core.training.trainer import Trainer, latest_checkpoint
 
 
@@ -87,7 +87,9 @@ def test_the_loss_is_epsilon_mse_at_the_configured_schedule(trainers, monkeypatc
         losses[target, step] = trainer.train_step(batch, step=step)
         seen[target, step] = model.seen
     assert max(losses["noise", 0], losses["noise", 1]) < 1e-9, losses
-    assert min(losses["noisy latents", 0], losses["clean latents", 0]) > 1e-3, losses  # at a high timestep noisy ~ noise
+    assert min(losses["noisy latents", 0], losses["clean latents", 0]) > 1e-3, (
+        losses
+    )  # at a high timestep noisy ~ noise
     first = seen["noise", 0]
     assert torch.equal(first["context"], context) and torch.equal(first["cameras"], cameras)
     assert first["layout"] == trainer.layout
@@ -110,7 +112,9 @@ def test_frozen_means_frozen_after_a_backward_pass(trainers):
     timesteps = torch.full((latents.shape[0],), 500)
     trainer.model(latents, timesteps, context, cameras, trainer.layout).square().mean().backward()
     frozen = [(name, p) for name, p in network.named_parameters() if id(p) not in alignment]
-    assert frozen and not any(p.requires_grad or p.grad is not None for _, p in frozen), [n for n, p in frozen if p.requires_grad][:3]
+    assert frozen and not any(p.requires_grad or p.grad is not None for _, p in frozen), [
+        n for n, p in frozen if p.requires_grad
+    ][:3]
     for module in (trainer.vae, trainer.text_encoder):
         assert not any(p.requires_grad or p.grad is not None for p in module.parameters())
     gradients = [p.grad for p in network.motion.alignment_parameters()]

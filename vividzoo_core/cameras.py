@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,7 +106,7 @@ class CameraRig:
     def is_static(self) -> bool:
         return self.frames == 1
 
-    def for_layout(self, layout: VideoLayout) -> "CameraRig":
+    def for_layout(self, layout: VideoLayout) -> CameraRig:
         """This rig for a video of ``layout``: checks the view count, repeats a static rig over time."""
         if self.views != layout.views:
             raise VividZooError(
@@ -203,7 +204,9 @@ def cameras_from_json(data: Any, source: str = "camera JSON") -> CameraRig:
         if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r for r in rows):
             raise VividZooError(f"{source}: 'cameras' must be a non-empty list of frames, each a list of views")
         if len({len(r) for r in rows}) != 1:
-            raise VividZooError(f"{source}: every frame must list the same number of views, got {[len(r) for r in rows]}")
+            raise VividZooError(
+                f"{source}: every frame must list the same number of views, got {[len(r) for r in rows]}"
+            )
         matrices = [[_matrix(c.get("matrix") if isinstance(c, dict) else None, f"{source} frame {f} view {v}")
                      for v, c in enumerate(r)] for f, r in enumerate(rows)]
         return CameraRig(np.array(matrices), *_angles(rows))
@@ -295,14 +298,18 @@ def _from_transforms(data: dict[str, Any], source: str) -> CameraRig:
         matrix = _matrix(entry.get("transform_matrix"), f"{source} frames[{i}].transform_matrix")
         distance = np.linalg.norm(matrix[:3, 3])
         if distance < 1e-6:
-            raise VividZooError(f"{source}: frames[{i}] camera sits at the origin; it must look at the object from outside")
+            raise VividZooError(
+                f"{source}: frames[{i}] camera sits at the origin; it must look at the object from outside"
+            )
         matrix[:3, 3] /= distance
         time = entry.get("frame_index", entry.get("time", 0.0))
         keyed.append((float(time), entry.get("view_index", i), matrix))
     times = sorted({t for t, _, _ in keyed})
     rows = [[m for t, _, m in sorted((e for e in keyed if e[0] == time), key=lambda e: e[1])] for time in times]
     if len({len(r) for r in rows}) != 1:
-        raise VividZooError(f"{source}: every time step must have the same number of views, got {[len(r) for r in rows]}")
+        raise VividZooError(
+            f"{source}: every time step must have the same number of views, got {[len(r) for r in rows]}"
+        )
     return CameraRig(np.array(rows))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .commands import animate, dataset, demo, evaluate, generate, inspect, make_test_weights, train
 from .errors import VividZooError

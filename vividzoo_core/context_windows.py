@@ -7,7 +7,7 @@ off towards each window's edges, hiding the seams.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

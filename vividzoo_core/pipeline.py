@@ -6,9 +6,9 @@ Hub access. The negative branch uses the same cameras as the positive one, as in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -19,7 +19,13 @@ from .compat import check_pairing
 from .context_windows import blend_windows, frame_windows
 from .devices import resolve_device, resolve_dtype
 from .diffusers_host import (
-    VividZooUNet, build_text_encoder, build_unet, build_vae, clip_tokenizer, decode_latents, encode_text,
+    VividZooUNet,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    clip_tokenizer,
+    decode_latents,
+    encode_text,
 )
 from .errors import VividZooError
 from .layout import VideoLayout
@@ -42,7 +48,7 @@ class VividZooPipeline:
 
     @classmethod
     def from_files(cls, mvdream: str | Path, motion: str | Path | None, alignment: str | Path | None = None,
-                   device: str = "auto", dtype: str = "auto", log: Callable[[str], None] = print) -> "VividZooPipeline":
+                   device: str = "auto", dtype: str = "auto", log: Callable[[str], None] = print) -> VividZooPipeline:
         """Vivid-ZOO from its files; with ``motion`` None, MVDream alone: multi-view images, each frame on its own."""
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
@@ -129,7 +135,7 @@ class VividZooPipeline:
             return eps_uncond + settings.cfg * (eps_cond - eps_uncond)
 
         for step, timestep in enumerate(scheduler.timesteps):
-            eps = blend_windows(lambda x, window: predict(x, window, timestep), latents, layout, windows)
+            eps = blend_windows(lambda x, window, t=timestep: predict(x, window, t), latents, layout, windows)
             latents = scheduler.step(eps, timestep, latents).prev_sample
             if not torch.isfinite(latents).all():
                 raise VividZooError(

@@ -79,16 +79,35 @@ class Setting:
 VIEWS = Setting("views", int, 4, "camera views around the object (MVDream, the paper: 4)", 1, 16)
 FRAMES = Setting("frames", int, 16, "frames per view (the paper: 16); videos longer than the motion module's limit "
                                "(32 for v2) are denoised in sliding context windows", 1, 1024)
-WIDTH = Setting("width", int, 256, "image width in pixels, a multiple of 8 (the paper: 256)", 8, 2048, multiple=8, step=8)
-HEIGHT = Setting("height", int, 256, "image height in pixels, a multiple of 8 (the paper: 256)", 8, 2048, multiple=8, step=8)
+WIDTH = Setting(
+    "width", int, 256, "image width in pixels, a multiple of 8 (the paper: 256)", 8, 2048, multiple=8, step=8
+)
+HEIGHT = Setting(
+    "height", int, 256, "image height in pixels, a multiple of 8 (the paper: 256)", 8, 2048, multiple=8, step=8
+)
 STEPS = Setting("steps", int, 50, "denoising steps (the paper: 50 DDIM)", 1, 1000)
 CFG = Setting("cfg", float, 7.5, "classifier-free guidance scale (the paper: 7.5)", 0.0, 100.0, step=0.1)
 ELEVATION = Setting("elevation", float, 15.0, "camera height in degrees above the object's equator (MVDream: 0 to 30)",
                     -89.0, 89.0, step=0.5)
-AZIMUTH_START = Setting("azimuth_start", float, 0.0, "azimuth of view 0 in degrees (0 = front; MVDream's scripts use 90)",
-                        -360.0, 360.0, step=1.0)
-TURN = Setting("turn", float, 0.0, "degrees the camera ring turns over the clip while the object moves (0: static cameras; "
-                            "360: a turntable that loops)", -1440.0, 1440.0, step=5.0)
+AZIMUTH_START = Setting(
+    "azimuth_start",
+    float,
+    0.0,
+    "azimuth of view 0 in degrees (0 = front; MVDream's scripts use 90)",
+    -360.0,
+    360.0,
+    step=1.0,
+)
+TURN = Setting(
+    "turn",
+    float,
+    0.0,
+    "degrees the camera ring turns over the clip while the object moves (0: static cameras; "
+    "360: a turntable that loops)",
+    -1440.0,
+    1440.0,
+    step=5.0,
+)
 SEED = Setting("seed", int, None, "random seed of the noise (unset: a random one, printed and saved in info.json)",
                0, 2**64 - 1)
 BETA_SCHEDULE = Setting("beta_schedule", str, PAPER_BETA_SCHEDULE,

@@ -169,7 +169,7 @@ class Original:
                 attn_procs[attn_processor_name] = SpatioTemporalI2VXFormersAttnProcessor(
                     hidden_size=hidden_size, feature_size=feature_size, num_views=num_views, num_frames=video_length,
                     spatial_attn=cfg.spatial_attn, image_attn=cfg.image_attn, use_alpha_blender=cfg.use_alpha_blender)
-            elif type(attn_processor) == IPAdapterAttnProcessor:
+            elif type(attn_processor) is IPAdapterAttnProcessor:
                 weights = {"to_k_ip.0.weight": attn_processor.to_k_ip[0].weight,
                            "to_v_ip.0.weight": attn_processor.to_v_ip[0].weight}
                 attn_procs[attn_processor_name] = IPAdapterXFormersAttnProcessor(
@@ -201,9 +201,13 @@ class Original:
                 unet.up_blocks[i].motion_modules[j].transformer_blocks[0].pos_embed = None
 
         unet_checkpoint_loaded = torch.load(files.modules, map_location="cpu")
-        state_dict = unet_checkpoint_loaded["state_dict"] if "state_dict" in unet_checkpoint_loaded else unet_checkpoint_loaded
+        state_dict = (
+            unet_checkpoint_loaded["state_dict"] if "state_dict" in unet_checkpoint_loaded else unet_checkpoint_loaded
+        )
         m, u = unet.load_state_dict(state_dict, strict=False)
-        assert len(m) == 0 or len(m) == 726, "missing keys should be 0 (save full model) or 726 (save motion modules only)"
+        assert len(m) == 0 or len(m) == 726, (
+            "missing keys should be 0 (save full model) or 726 (save motion modules only)"
+        )
         assert len(u) == 0, "file is broken!"
         self.missing = sorted(m)
 
@@ -254,8 +258,9 @@ class Original:
         handle.remove()
         return record
 
-
-    def short_run(self, pixels: int, frames: int, images: np.ndarray, steps: int, free_init_iterations: int) -> torch.Tensor:
+    def short_run(
+        self, pixels: int, frames: int, images: np.ndarray, steps: int, free_init_iterations: int
+    ) -> torch.Tensor:
         """A whole (short) sampling run of the original pipeline with FreeInit: the final latents."""
         from PIL import Image
 
@@ -293,7 +298,10 @@ def build_mvunet(path: Path):
     from vividzoo_core.synthetic_weights import TINY_ANIMATE3D
 
     config = unet_config(TINY_ANIMATE3D.unet)
-    renamed = {k.replace("camera_embed.", "label_emb.0.", 1): v for k, v in mvdream_part(path, "model.diffusion_model.").items()}
+    renamed = {
+        k.replace("camera_embed.", "label_emb.0.", 1): v
+        for k, v in mvdream_part(path, "model.diffusion_model.").items()
+    }
     renamed = {"model.diffusion_model." + k: v for k, v in renamed.items()}
     converted = convert_ldm_unet_checkpoint(renamed, config)
     converted = {k.replace("class_embedding.", "camera_embedding.", 1): v for k, v in converted.items()}
@@ -375,7 +383,9 @@ def record_free_init(original: Original) -> dict[str, torch.Tensor]:
     from animatediff.pipelines.pipeline import AnimateDiffMVI2VPipeline  # noqa: F401 (FreeInitMixin is its base)
 
     pipeline = original.pipeline
-    pipeline.enable_free_init(method="butterworth", num_iters=original.config.freeinit_num_iters, use_fast_sampling=False)
+    pipeline.enable_free_init(
+        method="butterworth", num_iters=original.config.freeinit_num_iters, use_fast_sampling=False
+    )
     pipeline.scheduler.set_timesteps(original.config.steps)
     filter_256 = pipeline._get_free_init_freq_filter((1, 4, 15, 32, 32), "cpu", "butterworth", 4, 0.25, 0.25)
     assert torch.equal(filter_256[0, 0], filter_256[0, 3])
@@ -479,7 +489,9 @@ def main() -> None:
                 torch.save(motion_state_dict("v2", TINY_ANIMATE3D.unet.block_channels, seed=99, all_random=True), other)
                 again = Original(type(files)(**{**files.__dict__, "motion": other}), folder, frames, sample_size)
                 repeat = again.one_step(pixels, frames, synthetic_condition_views(condition_pixels))
-                meta["base_motion_module_changes_output"] = not torch.equal(repeat["unet_output"], record["unet_output"])
+                meta["base_motion_module_changes_output"] = not torch.equal(
+                    repeat["unet_output"], record["unet_output"]
+                )
                 tensors.update({f"freeinit.{k}": v for k, v in record_free_init(original).items()})
                 tensors["64px.short_run_3_steps_2_free_init"] = original.short_run(
                     pixels, frames, synthetic_condition_views(condition_pixels), steps=3, free_init_iterations=2)
@@ -489,7 +501,10 @@ def main() -> None:
         meta["misgrouping_demo_512px_with_256px_sizing"] = misgrouping_demo()
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / "fixtures.safetensors"))
-    print(f"wrote {out / 'fixtures.safetensors'} ({(out / 'fixtures.safetensors').stat().st_size / 1e6:.2f} MB) and meta.json")
+    print(
+        f"wrote {out / 'fixtures.safetensors'} ({(out / 'fixtures.safetensors').stat().st_size / 1e6:.2f} MB) "
+        "and meta.json"
+    )
 
 
 if __name__ == "__main__":

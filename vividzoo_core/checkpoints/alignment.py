@@ -115,11 +115,14 @@ def parse_alignment(loaded: LoadedFile) -> AlignmentCheckpoint:
         raise CheckpointError(path, f"this is {kind}. Alignment files are .safetensors written by `vividzoo train`")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
-            path, f"alignment format version {meta.get('format_version')!r}; this Vivid-ZOO reads version {FORMAT_VERSION}"
+            path,
+            f"alignment format version {meta.get('format_version')!r}; this Vivid-ZOO reads version {FORMAT_VERSION}",
         )
     version = meta.get("motion_module_version", "")
     if version not in VERSION_NAMES:
-        raise CheckpointError(path, f"unknown motion_module_version {version!r}; expected one of {sorted(VERSION_NAMES)}")
+        raise CheckpointError(
+            path, f"unknown motion_module_version {version!r}; expected one of {sorted(VERSION_NAMES)}"
+        )
     try:
         channels = {str(k): int(v) for k, v in json.loads(meta["channel_layout"]).items()}
         info = json.loads(meta.get("info", "{}"))
@@ -138,7 +141,10 @@ def _validate(weights: dict[str, torch.Tensor], channels: dict[str, int], path: 
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(path, f"alignment tensors do not match its channel layout (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise CheckpointError(
+            path,
+            f"alignment tensors do not match its channel layout (missing {missing[:3]}, unexpected {unexpected[:3]})",
+        )
     for key, shape in expected.items():
         if tuple(weights[key].shape) != shape:
             raise CheckpointError(path, f"{key} has shape {tuple(weights[key].shape)}, expected {shape}")

@@ -34,17 +34,32 @@ ANIMATE3D_DOWNLOAD_HINT = (
 MARKERS = (".processor.to_q_sp.", ".processor.to_q_i2v.", ".processor.alpha_blender.")
 SITE = re.compile(r"^((?:down_blocks|up_blocks)\.\d+|mid_block)\.motion_modules\.(\d+)\.(.+)$")
 BLOCK_RENAMES = (
-    (re.compile(r"^transformer_blocks\.(\d+)\.attn([12])\.processor\.time_pos_embed\.pe$"),
-     lambda m: f"transformer_blocks.{m[1]}.attention_blocks.{int(m[2]) - 1}.pos_encoder.pe"),
-    (re.compile(r"^transformer_blocks\.(\d+)\.attn([12])\.processor\.alpha_blender\.mix_factor$"),
-     lambda m: f"transformer_blocks.{m[1]}.attention_blocks.{int(m[2]) - 1}.mix_factor"),
-    (re.compile(r"^transformer_blocks\.(\d+)\.attn([12])\.processor\.(to_[qkv]_sp\.weight|to_out_sp\.(?:weight|bias))$"),
-     lambda m: f"transformer_blocks.{m[1]}.attention_blocks.{int(m[2]) - 1}.{m[3]}"),
-    (re.compile(r"^transformer_blocks\.(\d+)\.attn([12])\.(to_[qkv]\.weight|to_out\.0\.(?:weight|bias))$"),
-     lambda m: f"transformer_blocks.{m[1]}.attention_blocks.{int(m[2]) - 1}.{m[3]}"),
-    (re.compile(r"^transformer_blocks\.(\d+)\.norm([12])\.(weight|bias)$"),
-     lambda m: f"transformer_blocks.{m[1]}.norms.{int(m[2]) - 1}.{m[3]}"),
-    (re.compile(r"^transformer_blocks\.(\d+)\.norm3\.(weight|bias)$"), lambda m: f"transformer_blocks.{m[1]}.ff_norm.{m[2]}"),
+    (
+        re.compile(r"^transformer_blocks\.(\d+)\.attn([12])\.processor\.time_pos_embed\.pe$"),
+        lambda m: f"transformer_blocks.{m[1]}.attention_blocks.{int(m[2]) - 1}.pos_encoder.pe",
+    ),
+    (
+        re.compile(r"^transformer_blocks\.(\d+)\.attn([12])\.processor\.alpha_blender\.mix_factor$"),
+        lambda m: f"transformer_blocks.{m[1]}.attention_blocks.{int(m[2]) - 1}.mix_factor",
+    ),
+    (
+        re.compile(
+            r"^transformer_blocks\.(\d+)\.attn([12])\.processor\.(to_[qkv]_sp\.weight|to_out_sp\.(?:weight|bias))$"
+        ),
+        lambda m: f"transformer_blocks.{m[1]}.attention_blocks.{int(m[2]) - 1}.{m[3]}",
+    ),
+    (
+        re.compile(r"^transformer_blocks\.(\d+)\.attn([12])\.(to_[qkv]\.weight|to_out\.0\.(?:weight|bias))$"),
+        lambda m: f"transformer_blocks.{m[1]}.attention_blocks.{int(m[2]) - 1}.{m[3]}",
+    ),
+    (
+        re.compile(r"^transformer_blocks\.(\d+)\.norm([12])\.(weight|bias)$"),
+        lambda m: f"transformer_blocks.{m[1]}.norms.{int(m[2]) - 1}.{m[3]}",
+    ),
+    (
+        re.compile(r"^transformer_blocks\.(\d+)\.norm3\.(weight|bias)$"),
+        lambda m: f"transformer_blocks.{m[1]}.ff_norm.{m[2]}",
+    ),
     (re.compile(r"^(transformer_blocks\.\d+\.ff\.net\.(?:0\.proj|2)\.(?:weight|bias))$"), lambda m: m[1]),
     (re.compile(r"^((?:norm|proj_in|proj_out)\.(?:weight|bias))$"), lambda m: m[1]),
 )
@@ -114,7 +129,9 @@ def parse_animate3d(loaded: LoadedFile) -> Animate3DCheckpoint:
                 for key, t in motion.items() if key.endswith(".temporal_transformer.norm.weight")}
     pe_lengths = {t.shape[1] for k, t in motion.items() if k.endswith("pos_encoder.pe")}
     if len(pe_lengths) != 1:
-        raise CheckpointError(path, f"the motion modules' temporal position encodings disagree or are missing ({sorted(pe_lengths)})")
+        raise CheckpointError(
+            path, f"the motion modules' temporal position encodings disagree or are missing ({sorted(pe_lengths)})"
+        )
     form = WHOLE_UNET if unet else MODULES_ONLY
     if form == MODULES_ONLY and projection:
         raise CheckpointError(path, "holds an IP-Adapter image projection but no UNet: neither form Animate3D saves")
@@ -140,7 +157,9 @@ def _not_animate3d_reason(loaded: LoadedFile) -> str:
         return ("this is an AnimateDiff motion adapter in diffusers' layout, without Animate3D's spatial and reference "
                 f"attention. {ANIMATE3D_DOWNLOAD_HINT}")
     if any(k.startswith(("model.diffusion_model.", "input_blocks.")) for k in keys):
-        return f"this is a Stable Diffusion / MVDream checkpoint, not Animate3D's trained model. {ANIMATE3D_DOWNLOAD_HINT}"
+        return (
+            f"this is a Stable Diffusion / MVDream checkpoint, not Animate3D's trained model. {ANIMATE3D_DOWNLOAD_HINT}"
+        )
     if {"image_proj", "ip_adapter"} & set(loaded.extras) or any(k.startswith("image_proj.") for k in keys):
         return f"this is an IP-Adapter, not Animate3D's trained model. {ANIMATE3D_DOWNLOAD_HINT}"
     return f"no Animate3D weights found (motion modules with spatial attention). {ANIMATE3D_DOWNLOAD_HINT}"

@@ -48,7 +48,9 @@ class ClipVisionShape:
 
     @property
     def name(self) -> str:
-        return KNOWN_ENCODERS.get((self.width, self.layers), f"CLIP image encoder ({self.width} wide, {self.layers} layers)")
+        return KNOWN_ENCODERS.get(
+            (self.width, self.layers), f"CLIP image encoder ({self.width} wide, {self.layers} layers)"
+        )
 
 
 @dataclass
@@ -83,7 +85,10 @@ def parse_clip_vision(loaded: LoadedFile) -> ClipVisionCheckpoint:
             path, "this CLIP image encoder has no visual_projection (a CLIPVisionModel without projection); the "
             f"IP-Adapter reads projected image embeddings. {CLIP_VISION_DOWNLOAD_HINT}",
         )
-    weights, set_aside = {}, {key: f"non-tensor entry ({type(v).__name__}); not needed" for key, v in loaded.extras.items()}
+    weights, set_aside = (
+        {},
+        {key: f"non-tensor entry ({type(v).__name__}); not needed" for key, v in loaded.extras.items()},
+    )
     for key, tensor in tensors.items():
         if key == POSITION_IDS:
             set_aside[key] = "position index buffer; the encoder rebuilds it"
@@ -114,6 +119,8 @@ def _not_clip_vision_reason(loaded: LoadedFile) -> str:
     if any(k.startswith("visual.") for k in keys):
         return (f"this is an OpenCLIP-format image encoder (visual.*); use the Hugging Face-format file. "
                 f"{CLIP_VISION_DOWNLOAD_HINT}")
-    if any(k.startswith(("image_proj", "ip_adapter")) for k in keys) or {"image_proj", "ip_adapter"} & set(loaded.extras):
+    if any(k.startswith(("image_proj", "ip_adapter")) for k in keys) or {"image_proj", "ip_adapter"} & set(
+        loaded.extras
+    ):
         return f"this is an IP-Adapter, not its image encoder. {CLIP_VISION_DOWNLOAD_HINT}"
     return f"no CLIP image encoder weights found (vision_model.*). {CLIP_VISION_DOWNLOAD_HINT}"

@@ -53,14 +53,17 @@ class IPAdapterCheckpoint:
 
     @property
     def parameter_count(self) -> int:
-        return sum(t.numel() for t in self.image_projection.values()) + sum(k.numel() + v.numel() for k, v in self.layers)
+        return sum(t.numel() for t in self.image_projection.values()) + sum(
+            k.numel() + v.numel() for k, v in self.layers
+        )
 
     def check_fits(self, context_dim: int, cross_attention_widths: list[int]) -> None:
         """Refuses use with a UNet of another context width or cross-attention layout."""
         if self.context_dim != context_dim or self.layer_widths != cross_attention_widths:
             raise VividZooError(
                 f"{self.path.name} does not fit the UNet: it has {len(self.layers)} cross-attention layers of "
-                f"widths {self.layer_widths} and context width {self.context_dim}, the UNet {len(cross_attention_widths)} "
+                f"widths {self.layer_widths} and context width {self.context_dim}, the UNet "
+                f"{len(cross_attention_widths)} "
                 f"of widths {cross_attention_widths} and context width {context_dim}. {IP_ADAPTER_DOWNLOAD_HINT}"
             )
 
@@ -82,14 +85,20 @@ def parse_ip_adapter(loaded: LoadedFile) -> IPAdapterCheckpoint:
     path = loaded.path
     parts = ip_adapter_parts(loaded)
     if parts is None:
-        raise CheckpointError(path, f"not an IP-Adapter (no image_proj / ip_adapter weights). {IP_ADAPTER_DOWNLOAD_HINT}")
+        raise CheckpointError(
+            path, f"not an IP-Adapter (no image_proj / ip_adapter weights). {IP_ADAPTER_DOWNLOAD_HINT}"
+        )
     image_proj, ip_adapter = parts
     _refuse_variants(path, image_proj, ip_adapter)
     unused = [k for k in loaded.tensors if not k.startswith(("image_proj.", "ip_adapter."))]
-    unused += [f"image_proj.{k}" for k in image_proj if k not in ("proj.weight", "proj.bias", "norm.weight", "norm.bias")]
+    unused += [
+        f"image_proj.{k}" for k in image_proj if k not in ("proj.weight", "proj.bias", "norm.weight", "norm.bias")
+    ]
     unused += [f"ip_adapter.{k}" for k in ip_adapter if not LAYER_PATTERN.match(k)]
     if unused:
-        raise CheckpointError(path, f"unexpected tensors for an IP-Adapter: {', '.join(sorted(unused)[:3])}. {IP_ADAPTER_DOWNLOAD_HINT}")
+        raise CheckpointError(
+            path, f"unexpected tensors for an IP-Adapter: {', '.join(sorted(unused)[:3])}. {IP_ADAPTER_DOWNLOAD_HINT}"
+        )
     projection = {"image_embeds.weight": image_proj["proj.weight"], "image_embeds.bias": image_proj["proj.bias"],
                   "norm.weight": image_proj["norm.weight"], "norm.bias": image_proj["norm.bias"]}
     context = projection["norm.weight"].shape[0]
@@ -109,7 +118,9 @@ def parse_ip_adapter(loaded: LoadedFile) -> IPAdapterCheckpoint:
             raise CheckpointError(path, f"incomplete IP-Adapter: missing ip_adapter.{error.args[0]}") from None
     for to_k, to_v in layers:
         if to_k.shape[1] != context or to_v.shape != to_k.shape:
-            raise CheckpointError(path, f"an IP-Adapter layer reads {to_k.shape[1]}-wide tokens, the projection makes {context}")
+            raise CheckpointError(
+                path, f"an IP-Adapter layer reads {to_k.shape[1]}-wide tokens, the projection makes {context}"
+            )
     extras = {k: f"non-tensor entry ({type(v).__name__}); not needed"
               for k, v in loaded.extras.items() if k not in ("image_proj", "ip_adapter")}
     return IPAdapterCheckpoint(path, projection, layers, extras)

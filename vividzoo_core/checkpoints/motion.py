@@ -8,9 +8,9 @@ length tells v1 (24) from v3 (32), whose key names are identical.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -119,7 +119,9 @@ def _refuse_other_kinds(loaded: LoadedFile, weights: dict[str, torch.Tensor], pa
     keys = list(loaded.tensors)
     if any("pos_encoder.positional_encoding" in k or ".temporal_attentions." in k for k in keys):
         raise CheckpointError(
-            path, f"this is a HotshotXL temporal-layer file, made for SDXL, not an SD 1.5 motion module. {MOTION_DOWNLOAD_HINT}"
+            path,
+            "this is a HotshotXL temporal-layer file, made for SDXL, not an SD 1.5 motion module. "
+            + MOTION_DOWNLOAD_HINT,
         )
     if is_animate3d(loaded):
         raise CheckpointError(

@@ -240,7 +240,9 @@ def _not_mvdream_reason(loaded: LoadedFile) -> str:
         return "this is a Vivid-ZOO alignment file; load it as the alignment, not as the MVDream model"
     if any(marker in k for k in keys for marker in (".processor.to_q_sp.", ".processor.to_q_i2v.")):
         return "this is Animate3D's trained model (animate3d_motion_modules.ckpt); load it as the Animate3D model"
-    if any(k.startswith(("image_proj.", "ip_adapter.")) for k in keys) or {"image_proj", "ip_adapter"} & set(loaded.extras):
+    if any(k.startswith(("image_proj.", "ip_adapter.")) for k in keys) or {"image_proj", "ip_adapter"} & set(
+        loaded.extras
+    ):
         return "this is an IP-Adapter; load it as the IP-Adapter, not as the MVDream model"
     if any(k.startswith("vision_model.") for k in keys):
         return "this is a CLIP image encoder; load it as the CLIP vision model, not as the MVDream model"
@@ -317,7 +319,8 @@ def _check_input_conv(first: torch.Tensor, unet: dict[str, torch.Tensor], path: 
         inputs = first.shape[1] if first.ndim == 4 else "C"
         raise CheckpointError(
             path,
-            f"tensor {prefix}input_blocks.0.0.weight has shape {tuple(first.shape)}; expected ({width}, {inputs}, 3, 3): "
+            f"tensor {prefix}input_blocks.0.0.weight has shape {tuple(first.shape)}; "
+            f"expected ({width}, {inputs}, 3, 3): "
             f"the input convolution must give the {width} channels that {prefix}input_blocks.1.0.in_layers.0.weight "
             f"(the first res block) takes",
         )

@@ -4,13 +4,18 @@ with Animate3D's trained MV-VDM."""
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import VividZooError
 from ..settings import FPS, NEGATIVE
 from .generate import (
-    add_animate3d_files, add_animate3d_settings, add_device_options, add_prompt_options, add_video_options,
-    animate3d_settings_from, check_devices,
+    add_animate3d_files,
+    add_animate3d_settings,
+    add_device_options,
+    add_prompt_options,
+    add_video_options,
+    animate3d_settings_from,
+    check_devices,
 )
 from .options import add_setting, asset_file, existing_file, output_dir
 

@@ -6,8 +6,21 @@ from __future__ import annotations
 import argparse
 
 from .options import (
-    device, existing_dir, existing_file, existing_path, float_range, float_span, int_range, non_negative_int,
-    orbit_views, output_dir, output_file, positive_float, positive_int, seed, shard,
+    device,
+    existing_dir,
+    existing_file,
+    existing_path,
+    float_range,
+    float_span,
+    int_range,
+    non_negative_int,
+    orbit_views,
+    output_dir,
+    output_file,
+    positive_float,
+    positive_int,
+    seed,
+    shard,
 )
 
 
@@ -16,7 +29,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = dataset.add_subparsers(dest="dataset_command", required=True)
     check = actions.add_parser("check", help="report every problem of a dataset before training")
     check.add_argument("directory", type=existing_dir)
-    check.add_argument("--views", type=positive_int, default=4, help="views per training sample (default 4, orthogonal)")
+    check.add_argument(
+        "--views", type=positive_int, default=4, help="views per training sample (default 4, orthogonal)"
+    )
     check.add_argument("--frames", type=positive_int, default=16, help="frames per training sample (default 16)")
     check.add_argument("--stride", type=positive_int, default=3, help="frame stride of a training sample (default 3)")
     check.add_argument("--quick", action="store_true", help="do not decode every image (nor check the cameras)")
@@ -27,8 +42,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     toy = actions.add_parser("make-toy", help="a small synthetic dataset of moving shapes with exact camera poses")
     toy.add_argument("directory", type=output_dir)
     toy.add_argument("--objects", type=positive_int, default=6)
-    toy.add_argument("--views", type=positive_int, default=8, help="azimuths rendered (a multiple of 4 gives orthogonal views)")
-    toy.add_argument("--frames", type=positive_int, default=48, help="frames per view (48 allows 16 frames at stride 3)")
+    toy.add_argument(
+        "--views", type=positive_int, default=8, help="azimuths rendered (a multiple of 4 gives orthogonal views)"
+    )
+    toy.add_argument(
+        "--frames", type=positive_int, default=48, help="frames per view (48 allows 16 frames at stride 3)"
+    )
     toy.add_argument("--size", type=int_range(8, multiple=8), default=64, help="image size in pixels")
     toy.add_argument("--seed", type=seed, default=0)
     toy.set_defaults(handler=_make_toy)
@@ -46,8 +65,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     mv_video.add_argument("--out", type=output_dir, required=True, help="the dataset folder to write")
     mv_video.add_argument("--only", type=existing_file, help="import only these uids (high_quality_uid.txt)")
     mv_video.set_defaults(handler=_from_mv_video)
-    overlay = actions.add_parser("camera-overlay",
-                                 help="draw the visual hull carved through cameras.json, the centre and up axis over each view")
+    overlay = actions.add_parser(
+        "camera-overlay", help="draw the visual hull carved through cameras.json, the centre and up axis over each view"
+    )
     overlay.add_argument("object", type=existing_dir, help="one object folder of a dataset")
     overlay.add_argument("--out", type=output_file, required=True, help="the picture to write (.png)")
     overlay.add_argument("--frame", type=non_negative_int, default=0, help="which frame of each view (default 0)")
@@ -67,23 +87,33 @@ def _add_render_command(actions: argparse._SubParsersAction) -> None:
     render = actions.add_parser("render", help="render animated 3D assets (.glb .gltf .fbx .blend) with Blender")
     render.add_argument("assets", nargs="+", type=existing_path, help="asset files or folders of them")
     render.add_argument("--out", type=output_dir, required=True, help="dataset folder to write")
-    render.add_argument("--captions", type=existing_file, help="CSV of uid,caption or JSON {uid: caption}; uid = file stem")
+    render.add_argument(
+        "--captions", type=existing_file, help="CSV of uid,caption or JSON {uid: caption}; uid = file stem"
+    )
     render.add_argument("--views", type=orbit_views, default=default.views, help="azimuths per object (default 24)")
     render.add_argument("--elevation", type=float_span(-89.0, 89.0), default=default.elevation,
                         help="degrees, fixed (20) or drawn per object from a range (default 15:30)")
     render.add_argument("--fps", type=positive_int, default=default.fps, help="frames per second sampled (default 24)")
     render.add_argument("--max-frames", type=positive_int, default=default.max_frames,
                         help="frames per object; longer animations keep their beginning (default 48)")
-    render.add_argument("--resolution", type=int_range(16, 4096), default=default.resolution, help="pixels (default 512)")
+    render.add_argument(
+        "--resolution", type=int_range(16, 4096), default=default.resolution, help="pixels (default 512)"
+    )
     render.add_argument("--engine", choices=ENGINES, default=default.engine)
-    render.add_argument("--device", choices=DEVICES, default=default.device, help="gpu: OptiX, CUDA, HIP, oneAPI or Metal")
+    render.add_argument(
+        "--device", choices=DEVICES, default=default.device, help="gpu: OptiX, CUDA, HIP, oneAPI or Metal"
+    )
     render.add_argument("--samples", type=positive_int, default=default.samples, help="samples per pixel (default 64)")
     render.add_argument("--no-denoise", dest="denoise", action="store_false", help="turn Cycles' denoiser off")
     render.add_argument("--radius", type=positive_float, default=default.radius, help="camera distance (default 2.4)")
     render.add_argument("--fov", type=float_range(1.0, 120.0), default=default.fov_degrees,
                         help="field of view in degrees (default 40)")
-    render.add_argument("--seed", type=non_negative_int, default=default.seed, help="draws of elevation and azimuth start, render noise")
-    render.add_argument("--shard", type=shard, default=(0, 1), help="I/N: render part I (0..N-1) of N, e.g. per job-array task")
+    render.add_argument(
+        "--seed", type=non_negative_int, default=default.seed, help="draws of elevation and azimuth start, render noise"
+    )
+    render.add_argument(
+        "--shard", type=shard, default=(0, 1), help="I/N: render part I (0..N-1) of N, e.g. per job-array task"
+    )
     render.add_argument("--workers", type=positive_int, default=1, help="assets rendered at once (default 1)")
     render.add_argument("--timeout", type=positive_float, default=3600.0, help="seconds per asset (default 3600)")
     render.set_defaults(handler=_render)
@@ -126,7 +156,9 @@ def _make_toy(args: argparse.Namespace) -> int:
     from ..data.toy import make_toy_dataset
 
     folders = make_toy_dataset(args.directory, args.objects, args.views, args.frames, args.size, seed=args.seed)
-    print(f"wrote {len(folders)} objects ({args.views} views x {args.frames} frames, {args.size} px) to {args.directory}")
+    print(
+        f"wrote {len(folders)} objects ({args.views} views x {args.frames} frames, {args.size} px) to {args.directory}"
+    )
     return 0
 
 
@@ -147,7 +179,9 @@ def _render(args: argparse.Namespace) -> int:
     with tqdm(total=len(select_assets(part, assets)), unit="asset", desc=f"rendering shard {part}") as bar:
         def progress(summary: BatchSummary) -> None:
             bar.n = len(summary.skipped) + summary.attempted
-            bar.set_postfix(images_per_s=f"{summary.images / max(summary.seconds, 1e-9):.2f}", failed=len(summary.failed))
+            bar.set_postfix(
+                images_per_s=f"{summary.images / max(summary.seconds, 1e-9):.2f}", failed=len(summary.failed)
+            )
 
         summary = render_assets(assets, args.out, settings, captions, part, args.workers, args.timeout, progress)
     print(summary.line())
@@ -182,10 +216,10 @@ def _camera_overlay(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..diffusers_host import quiet_diffusers
-    from ..devices import resolve_device
     from ..data.latents import LatentEncoder, encode_dataset, shard_objects
     from ..data.reader import scan_dataset
+    from ..devices import resolve_device
+    from ..diffusers_host import quiet_diffusers
 
     report = scan_dataset(args.directory, views=1, frames_needed=1, decode_images=False, use_manifest=True)
     if report.problems:

@@ -8,13 +8,17 @@ generated first, all with the same prompts, settings and seed.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import VividZooError
 from ..prompts import EVAL_PROMPTS, read_prompts
 from .generate import (
-    add_animate3d_settings, add_device_options, add_video_options, animate3d_settings_from, settings_from,
+    add_animate3d_settings,
+    add_device_options,
+    add_video_options,
+    animate3d_settings_from,
+    settings_from,
 )
 from .options import existing_dir, existing_file, named_value, output_dir, positive_int
 
@@ -26,8 +30,14 @@ def _alignment_or_none(text: str) -> Path | None:
 def register(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="FVD, CLIP score and consistency proxies of runs (the paper's Table 1)")
     source = evaluate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", dest="runs", action="append", type=named_value(existing_dir, "FOLDER"),
-                        metavar="NAME=FOLDER", help="a run: the output folder of `vividzoo generate --prompts` (repeat)")
+    source.add_argument(
+        "--run",
+        dest="runs",
+        action="append",
+        type=named_value(existing_dir, "FOLDER"),
+        metavar="NAME=FOLDER",
+        help="a run: the output folder of `vividzoo generate --prompts` (repeat)",
+    )
     source.add_argument("--prompts", nargs="?", const=EVAL_PROMPTS, type=existing_file, metavar="FILE",
                         help="generate the runs first from these prompts (no FILE: the shipped eval_prompts.txt)")
     evaluate.add_argument("--clip", type=existing_dir, metavar="FOLDER",
@@ -130,10 +140,15 @@ def _planned_runs(args: argparse.Namespace) -> list:
     def animate3d(model: Path) -> Callable[[], MVDreamViewsThenAnimate3D]:
         return lambda: MVDreamViewsThenAnimate3D(
             VividZooPipeline.from_files(args.mvdream, None, None, args.device, args.dtype),
-            Animate3DPipeline.from_files(args.mvdream, model, args.clip_vision, args.ip_adapter, args.device, args.dtype))
+            Animate3DPipeline.from_files(
+                args.mvdream, model, args.clip_vision, args.ip_adapter, args.device, args.dtype
+            ),
+        )
 
     planned = [PlannedRun(name, vividzoo(alignment), settings_from(args)) for name, alignment in args.alignments or []]
-    planned += [PlannedRun(name, animate3d(model), animate3d_settings_from(args)) for name, model in args.animate3d_runs or []]
+    planned += [
+        PlannedRun(name, animate3d(model), animate3d_settings_from(args)) for name, model in args.animate3d_runs or []
+    ]
     return planned
 
 

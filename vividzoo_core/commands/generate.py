@@ -7,13 +7,28 @@ MV-VDM: MVDream makes the 4 condition views from the prompt, Animate3D animates 
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 from ..devices import DTYPE_CHOICES
 from ..errors import VividZooError
 from ..settings import (
-    AZIMUTH_START, BETA_SCHEDULE, CFG, CONTEXT_FRAMES, CONTEXT_OVERLAP, ELEVATION, FPS, FRAMES, FREE_INIT_ITERATIONS,
-    IP_SCALE, NEGATIVE, SEED, STEPS, TURN, VIEWS, WIDTH, GenerationSettings,
+    AZIMUTH_START,
+    BETA_SCHEDULE,
+    CFG,
+    CONTEXT_FRAMES,
+    CONTEXT_OVERLAP,
+    ELEVATION,
+    FPS,
+    FRAMES,
+    FREE_INIT_ITERATIONS,
+    IP_SCALE,
+    NEGATIVE,
+    SEED,
+    STEPS,
+    TURN,
+    VIEWS,
+    WIDTH,
+    GenerationSettings,
 )
 from .options import add_setting, camera_file, device, existing_file, output_dir
 
@@ -25,9 +40,14 @@ CAMERA_SETTINGS = (VIEWS, ELEVATION, AZIMUTH_START, TURN)
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("generate", help="text to multi-view video from local checkpoint files")
-    parser.add_argument("--mvdream", type=existing_file, required=True, help="MVDream checkpoint, e.g. sd-v1.5-4view.pt")
-    parser.add_argument("--motion", type=existing_file,
-                        help="AnimateDiff motion module, e.g. mm_sd_v15_v2.ckpt (Vivid-ZOO: needed without --animate3d)")
+    parser.add_argument(
+        "--mvdream", type=existing_file, required=True, help="MVDream checkpoint, e.g. sd-v1.5-4view.pt"
+    )
+    parser.add_argument(
+        "--motion",
+        type=existing_file,
+        help="AnimateDiff motion module, e.g. mm_sd_v15_v2.ckpt (Vivid-ZOO: needed without --animate3d)",
+    )
     parser.add_argument("--alignment", type=existing_file,
                         help="trained alignment layers (.safetensors); none: training-free")
     add_prompt_options(parser)
@@ -35,7 +55,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_setting(parser, NEGATIVE)
     for setting in (ELEVATION, AZIMUTH_START, TURN):
         add_setting(parser, setting)
-    parser.add_argument("--cameras", type=camera_file, help="camera JSON or transforms.json instead of the orbit options")
+    parser.add_argument(
+        "--cameras", type=camera_file, help="camera JSON or transforms.json instead of the orbit options"
+    )
     for setting in (BETA_SCHEDULE, CONTEXT_FRAMES, CONTEXT_OVERLAP, FPS):
         add_setting(parser, setting)
     animate3d = parser.add_argument_group(
@@ -50,7 +72,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def add_prompt_options(parser: argparse.ArgumentParser) -> None:
     prompts = parser.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompt", help="text prompt; MVDream prompts usually end with ', 3d asset'")
-    prompts.add_argument("--prompts", type=existing_file, help="text file with one prompt per line (# comments allowed)")
+    prompts.add_argument(
+        "--prompts", type=existing_file, help="text file with one prompt per line (# comments allowed)"
+    )
 
 
 def add_video_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
@@ -59,7 +83,9 @@ def add_video_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
 
     ``animate3d``: Animate3D's own options (its views are fixed, frame 0 is the condition views)."""
     if animate3d:
-        add_setting(parser, FRAMES, help="frames per view, frame 0 being the condition views (Animate3D: 16, at most 32)")
+        add_setting(
+            parser, FRAMES, help="frames per view, frame 0 being the condition views (Animate3D: 16, at most 32)"
+        )
     else:
         add_setting(parser, VIEWS)
         add_setting(parser, FRAMES)
@@ -72,10 +98,19 @@ def add_video_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
 def add_animate3d_files(parser: argparse.ArgumentParser | argparse._ArgumentGroup, required: bool) -> None:
     parser.add_argument("--animate3d", type=existing_file, required=required, metavar="FILE",
                         help="Animate3D's trained model, animate3d_motion_modules.ckpt")
-    parser.add_argument("--clip-vision", type=existing_file, metavar="FILE", required=required,
-                        help="CLIP ViT-H/14 image encoder, e.g. CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors (Animate3D)")
-    parser.add_argument("--ip-adapter", type=existing_file, metavar="FILE",
-                        help="ip-adapter_sd15.bin or .safetensors (Animate3D; not needed when its file holds the whole UNet)")
+    parser.add_argument(
+        "--clip-vision",
+        type=existing_file,
+        metavar="FILE",
+        required=required,
+        help="CLIP ViT-H/14 image encoder, e.g. CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors (Animate3D)",
+    )
+    parser.add_argument(
+        "--ip-adapter",
+        type=existing_file,
+        metavar="FILE",
+        help="ip-adapter_sd15.bin or .safetensors (Animate3D; not needed when its file holds the whole UNet)",
+    )
 
 
 def add_animate3d_settings(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -91,8 +126,20 @@ def add_device_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
 
 def settings_from(args: argparse.Namespace) -> GenerationSettings:
     """The settings the options describe (the prompt is set per video); an unset seed is drawn here, once."""
-    optional = {name: getattr(args, name) for name in ("negative", "elevation", "azimuth_start", "turn", "beta_schedule",
-                                                         "context_frames", "context_overlap", "fps") if hasattr(args, name)}
+    optional = {
+        name: getattr(args, name)
+        for name in (
+            "negative",
+            "elevation",
+            "azimuth_start",
+            "turn",
+            "beta_schedule",
+            "context_frames",
+            "context_overlap",
+            "fps",
+        )
+        if hasattr(args, name)
+    }
     return GenerationSettings(prompt="", views=args.views, frames=args.frames, width=args.size, height=args.size,
                               steps=args.steps, cfg=args.cfg, seed=args.seed, **optional)
 
@@ -121,8 +168,10 @@ def check_before_loading(args: argparse.Namespace) -> None:
         given = [f"--{name.replace('_', '-')}" for name in VIVIDZOO_ONLY if getattr(args, name) is not None]
         given += [s.option for s in CAMERA_SETTINGS if getattr(args, s.name) != s.default]
         if given:
-            raise VividZooError(f"{', '.join(given)}: Vivid-ZOO options; with --animate3d the 4 views and their cameras "
-                                "are Animate3D's own (elevation 15, front/left/back/right). Leave them out")
+            raise VividZooError(
+                f"{', '.join(given)}: Vivid-ZOO options; with --animate3d the 4 views and their cameras "
+                "are Animate3D's own (elevation 15, front/left/back/right). Leave them out"
+            )
         if args.clip_vision is None:
             raise VividZooError("--animate3d needs --clip-vision FILE (the CLIP ViT-H/14 image encoder)")
         animate3d_settings_from(args).check()
@@ -152,7 +201,8 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     quiet_diffusers()
     if args.animate3d is not None:
         generator, settings = text_to_animate3d(args, log), animate3d_settings_from(args)
-        log(f"device {generator.pipeline.device}, seed {settings.seed}; MVDream makes the 4 views, Animate3D animates them")
+        log(f"device {generator.pipeline.device}, seed {settings.seed}; "
+            "MVDream makes the 4 views, Animate3D animates them")
         generate_prompts(generator, prompts, settings, args.out, log=log)
         return 0
     settings = settings_from(args)

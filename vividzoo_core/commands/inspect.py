@@ -34,5 +34,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.path}: {report['description']}")
     for key, value in report.items():
         if key not in ("file", "description", "usable"):
-            print(f"  {key}: {value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"  {key}: {value}")
+            print(
+                f"  {key}: {value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"  {key}: {value}"
+            )
     return 0

@@ -13,8 +13,9 @@ import itertools
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..settings import SEED, Setting
 
@@ -134,7 +135,7 @@ def output_dir(text: str) -> Path:
     return path
 
 
-def camera_file(text: str) -> "CameraRig":
+def camera_file(text: str) -> CameraRig:
     """A camera JSON or transforms.json, read and checked while parsing (its views checked later)."""
     from ..cameras import load_cameras
     from ..errors import VividZooError
@@ -186,7 +187,9 @@ def resume_from(text: str) -> str | Path:
 
 def _bounds(low, high, low_open: bool = False, high_open: bool = False) -> str:
     if low is not None and high is not None:
-        return f"{'more than' if low_open else 'at least'} {low:g} and {'less than' if high_open else 'at most'} {high:g}"
+        return (
+            f"{'more than' if low_open else 'at least'} {low:g} and {'less than' if high_open else 'at most'} {high:g}"
+        )
     if low is not None:
         return f"{'more than' if low_open else 'at least'} {low:g}"
     return f"{'less than' if high_open else 'at most'} {high:g}"

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -189,7 +189,8 @@ def hull_check(silhouettes: np.ndarray, cameras: np.ndarray, radius: float = DEF
 
 def check_frame(video: VideoObject, frame: int = 0, radius: float | None = None,
                 fov_degrees: float | None = None) -> HullCheck:
-    """:func:`hull_check` of ``video`` at ``frame``; radius and field of view from :func:`camera_settings` unless given."""
+    """:func:`hull_check` of ``video`` at ``frame``; radius and field of view from :func:`camera_settings`
+    unless given."""
     default_radius, default_fov = camera_settings(video.directory)
     images = [source.read([frame])[0] for source in video.sources]
     # Never finer than the frames: the pixel of tolerance must be a pixel of the frames.

@@ -14,10 +14,10 @@
       vividzoo-manifest.json       written by ``vividzoo dataset check``: what it found, which training
                                    reuses for unchanged objects (vividzoo_core/data/manifest.py)
 
-Every view has the same number of frames (a video's frames are its decoded frames in time order); ``cameras.json`` has one row per frame (or a single row:
-cameras that stay put) and one entry per view folder. Images are RGB (or RGBA, composited on white),
-any size; the reader resizes and centre-crops them. The paper renders 24 azimuths at 512 px and trains
-on 4 mutually orthogonal views x 16 frames (stride 3) at 256 px.
+Every view has the same number of frames (a video's frames are its decoded frames in time order);
+``cameras.json`` has one row per frame (or a single row: cameras that stay put) and one entry per view folder.
+Images are RGB (or RGBA, composited on white), any size; the reader resizes and centre-crops them. The paper
+renders 24 azimuths at 512 px and trains on 4 mutually orthogonal views x 16 frames (stride 3) at 256 px.
 """
 
 from __future__ import annotations

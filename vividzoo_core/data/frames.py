@@ -8,10 +8,11 @@ wanted after that keyframe. Frame ``i`` of a video is the frame shown at ``i / f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Protocol, Sequence, overload
+from typing import Protocol, overload
 
 import numpy as np
 import torch
@@ -76,7 +77,8 @@ class ImageFrames:
 
 @dataclass(frozen=True)
 class NumberedPaths(Sequence[Path]):
-    """``folder/0000.png, 0001.png, ...`` without a list of paths: frame ``i`` is named ``f"{i:0{digits}d}{suffix}"``."""
+    """``folder/0000.png, 0001.png, ...`` without a list of paths: frame ``i`` is named
+    ``f"{i:0{digits}d}{suffix}"``."""
 
     folder: Path
     frames: int

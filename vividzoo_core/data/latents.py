@@ -18,9 +18,9 @@ object (sorted by name) from the I-th: disjoint shards that together cover the d
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ class CacheKey:
     image_size: int
 
     @classmethod
-    def of(cls, mvdream: str | Path, image_size: int) -> "CacheKey":
+    def of(cls, mvdream: str | Path, image_size: int) -> CacheKey:
         path = Path(mvdream)
         if not path.is_file():
             raise VividZooError(f"MVDream checkpoint not found: {path}")

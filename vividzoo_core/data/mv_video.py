@@ -39,9 +39,10 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..cameras import CAMERAS_FILE, THREESTUDIO_AZIMUTH_OFFSET, orbit
 from ..errors import VividZooError
@@ -82,9 +83,11 @@ def read_info(path: Path, only: Path | None = None) -> list[Animation]:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise VividZooError(f"{path.name}: not readable JSON ({error}); expected MV-Video's uid_info_dict.json") from None
+        raise VividZooError(
+            f"{path.name}: not readable JSON ({error}); expected MV-Video's uid_info_dict.json"
+        ) from None
     if not isinstance(info, dict):
-        raise VividZooError(f"{path.name}: expected an object {{uid: {{\"anim\": {{...}}}}}}, got {type(info).__name__}")
+        raise VividZooError(f'{path.name}: expected an object {{uid: {{"anim": {{...}}}}}}, got {type(info).__name__}')
     wanted = None
     if only is not None:
         wanted = {line.strip() for line in only.read_text(encoding="utf-8").splitlines() if line.strip()}

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,7 +83,8 @@ class DatasetReport:
 
 
 def clip_span(frames: int, stride: int) -> int:
-    """Frames a video must have for a clip of ``frames`` frames taken every ``stride``: ``(frames - 1) * stride + 1``."""
+    """Frames a video must have for a clip of ``frames`` frames taken every ``stride``:
+    ``(frames - 1) * stride + 1``."""
     return (frames - 1) * stride + 1
 
 

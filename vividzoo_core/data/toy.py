@@ -9,9 +9,9 @@ Pixel coordinates are continuous: column ``j`` spans ``[j, j + 1)``, row 0 is th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image

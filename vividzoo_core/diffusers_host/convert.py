@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -30,7 +31,8 @@ def load_converted(
         dropped = [key for key, tensor in weights.items() if tensor.untyped_storage().data_ptr() not in used]
         named = f": {', '.join(dropped[:3])}" if dropped else ""
         raise CheckpointError(
-            path, f"the {part} weights do not convert cleanly: {len(weights) - len(converted)} tensors have no place{named}"
+            path,
+            f"the {part} weights do not convert cleanly: {len(weights) - len(converted)} tensors have no place{named}",
         )
     with torch.device("meta"):
         model = model_class(**config)

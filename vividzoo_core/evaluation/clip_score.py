@@ -62,7 +62,7 @@ class ClipScorer:
         self.image_size = model.config.vision_config.image_size
 
     @classmethod
-    def from_folder(cls, folder: str | Path, device: torch.device | str = "cpu") -> "ClipScorer":
+    def from_folder(cls, folder: str | Path, device: torch.device | str = "cpu") -> ClipScorer:
         """A ``CLIPModel`` folder (config.json + weights), e.g. a local copy of openai/clip-vit-large-patch14."""
         from transformers import CLIPConfig, CLIPModel
 

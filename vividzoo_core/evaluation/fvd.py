@@ -8,8 +8,8 @@ resizes to 224 x 224 and returns the 400 logits before the softmax, the features
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class I3DFeatures:
         """Feature size, found by the probe in :meth:`from_file` (400 for the real I3D)."""
 
     @classmethod
-    def from_file(cls, path: str | Path, device: torch.device | str = "cpu") -> "I3DFeatures":
+    def from_file(cls, path: str | Path, device: torch.device | str = "cpu") -> I3DFeatures:
         """Loads the TorchScript file and checks it answers the calling convention on one small clip."""
         path, device = Path(path), torch.device(device)
         try:

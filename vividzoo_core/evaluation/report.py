@@ -97,9 +97,19 @@ def write_reports(scores: list[RunScores], out: Path, notes: list[str]) -> dict[
                 low, high = summary.get(f"{metric}_ci95") or (None, None)
                 row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = low, high
             writer.writerow(row)
-    details = [{**summary, "per_prompt": {"prompt": run.prompts, **{metric: [v if math.isfinite(v) else None for v in values]
-                                                                     for metric, values in run.per_prompt.items()}}}
-               for run, summary in zip(scores, summaries)]  # NaN (one frame or one view) is not JSON: null
+    details = [
+        {
+            **summary,
+            "per_prompt": {
+                "prompt": run.prompts,
+                **{
+                    metric: [v if math.isfinite(v) else None for v in values]
+                    for metric, values in run.per_prompt.items()
+                },
+            },
+        }
+        for run, summary in zip(scores, summaries)
+    ]  # NaN (one frame or one view) is not JSON: null
     (out / "eval.json").write_text(json.dumps({"runs": details, "notes": notes,
                                                "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "level": 0.95,
                                                              "seed": BOOTSTRAP_SEED}}, indent=1))

@@ -83,7 +83,9 @@ def _mp4_comment(path: Path) -> dict:
 
 def read_result(folder: Path) -> GeneratedResult:
     """The prompt and frame grid of one result folder; every frame of every view must be there."""
-    found = {tuple(map(int, m.groups())) for p in (folder / "frames").glob("*.png") if (m := FRAME_PATTERN.fullmatch(p.name))}
+    found = {
+        tuple(map(int, m.groups())) for p in (folder / "frames").glob("*.png") if (m := FRAME_PATTERN.fullmatch(p.name))
+    }
     if not found:
         raise VividZooError(f"{folder}: no frames/fFFF_vVV.png images (is this a `vividzoo generate` result?)")
     frames, views = max(f for f, _ in found) + 1, max(v for _, v in found) + 1
@@ -125,5 +127,7 @@ def check_comparable(runs: list[Run]) -> None:
                                 "compare runs generated from the same prompt list")
         shape, other = first.results[0], run.results[0]
         if (shape.frames, shape.views, shape.size) != (other.frames, other.views, other.size):
-            raise VividZooError(f"runs {first.name!r} and {run.name!r} differ in frames x views x size "
-                                f"({shape.frames}x{shape.views}x{shape.size} vs {other.frames}x{other.views}x{other.size})")
+            raise VividZooError(
+                f"runs {first.name!r} and {run.name!r} differ in frames x views x size "
+                f"({shape.frames}x{shape.views}x{shape.size} vs {other.frames}x{other.views}x{other.size})"
+            )

@@ -7,7 +7,7 @@ can pass its own kernel in place of :func:`sdpa_attention`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

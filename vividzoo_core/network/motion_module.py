@@ -21,8 +21,9 @@ a subclass (Animate3D's spatio-temporal attention, which also needs the token gr
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -116,7 +117,9 @@ class GEGLU(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, channels: int, ops: Any) -> None:
         super().__init__()
-        self.net = nn.ModuleList([GEGLU(channels, channels * 4, ops), nn.Dropout(0.0), ops.Linear(channels * 4, channels)])
+        self.net = nn.ModuleList(
+            [GEGLU(channels, channels * 4, ops), nn.Dropout(0.0), ops.Linear(channels * 4, channels)]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.net:
@@ -257,7 +260,7 @@ class MotionModuleSet(nn.Module):
     @classmethod
     def from_checkpoint(
         cls, checkpoint: Any, ops: Any = nn, attention: AttentionFunction = sdpa_attention
-    ) -> "MotionModuleSet":
+    ) -> MotionModuleSet:
         """Builds the modules of a :class:`MotionModuleCheckpoint` and loads its weights (alignment: zero)."""
         modules = cls(checkpoint.channels, checkpoint.pe_length, checkpoint.version,
                       checkpoint.transformer_blocks, ops=ops, attention=attention)

@@ -76,7 +76,9 @@ class TrainingConfig:
         positive = ("steps", "batch_size", "gradient_accumulation_steps", "views", "frames", "frame_stride",
                     "image_size", "checkpoint_every", "keep_checkpoints", "log_every", "validate_every",
                     "validation_steps", "validation_frames")
-        problems += [f"{name} must be at least 1, got {getattr(self, name)}" for name in positive if getattr(self, name) < 1]
+        problems += [
+            f"{name} must be at least 1, got {getattr(self, name)}" for name in positive if getattr(self, name) < 1
+        ]
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0 <= self.caption_dropout < 1:

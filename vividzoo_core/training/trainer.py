@@ -23,10 +23,10 @@ from __future__ import annotations
 import csv
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,18 +34,18 @@ import torch.nn.functional as F
 from .. import __version__
 from ..checkpoints import alignment_checkpoint, load_alignment, load_motion_module, load_mvdream, save_alignment
 from ..compat import TRAINING_FREE_NOTICE, check_pairing
+from ..data.latents import CachedLatentDataset, CacheKey, cache_path, cache_problem, sample_latents
+from ..data.reader import MultiViewVideoDataset, SkippedSamples, scan_dataset
 from ..diffusers_host import VividZooUNet, build_text_encoder, build_unet, build_vae, clip_tokenizer, encode_text
 from ..errors import VividZooError
 from ..evaluation.report import PER_PROMPT_METRICS
 from ..layout import VideoLayout
 from ..network import MotionModuleSet
 from ..pipeline import VividZooPipeline
-from ..settings import GenerationSettings
 from ..schedules import ddim_scheduler
+from ..settings import GenerationSettings
 from ..video import save_video
 from .config import TrainingConfig
-from ..data.latents import CacheKey, CachedLatentDataset, cache_path, cache_problem, sample_latents
-from ..data.reader import MultiViewVideoDataset, SkippedSamples, scan_dataset
 from .sampler import EpochSampler
 
 CHECKPOINT_PREFIX = "step-"
@@ -150,7 +150,9 @@ class Trainer:
         optimizer = torch.optim.AdamW(self.parameters, lr=config.learning_rate, weight_decay=config.weight_decay,
                                       betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
         warmup = config.lr_warmup_steps
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        )
         self.model, self.optimizer, self.lr_schedule = self.accelerator.prepare(self.network, optimizer, schedule)
         self.step = 0
         self.clip_scorer = None
@@ -214,7 +216,9 @@ class Trainer:
                                            num_workers=self.config.num_workers,
                                            pin_memory=self.accelerator.device.type == "cuda")
 
-    def train(self, resume: str | Path | None = "auto", on_step: Callable[[int, float], None] = lambda s, l: None) -> Path:
+    def train(
+        self, resume: str | Path | None = "auto", on_step: Callable[[int, float], None] = lambda step, loss: None
+    ) -> Path:
         """Runs to ``config.steps``; returns the exported alignment file."""
         from tqdm import tqdm
 
@@ -345,7 +349,9 @@ class TrainingLog:
         if not self.enabled:
             return
         with self.path.open("a", newline="") as handle:
-            csv.writer(handle).writerow([step, f"{loss:.6f}", f"{lr:.3e}", f"{seconds:.3f}", f"{samples_per_second:.3f}"])
+            csv.writer(handle).writerow(
+                [step, f"{loss:.6f}", f"{lr:.3e}", f"{seconds:.3f}", f"{samples_per_second:.3f}"]
+            )
         if self.board is not None:
             self.board.add_scalar("loss", loss, step)
             self.board.add_scalar("learning_rate", lr, step)
@@ -389,7 +395,9 @@ class TrainingLog:
             panels[0, 1].plot(steps, [float(r["clip_score"]) for r in quality], marker="o")
             panels[0, 1].set(xlabel="step", ylabel="CLIP score", title="validation CLIP score")
             for metric in QUALITY_METRICS[1:]:
-                panels[0, 2].plot(steps, [float(r[metric]) for r in quality], marker="o", label=metric.replace("_", " "))
+                panels[0, 2].plot(
+                    steps, [float(r[metric]) for r in quality], marker="o", label=metric.replace("_", " ")
+                )
             panels[0, 2].set(xlabel="step", ylabel="CLIP image cosine", title="consistency (proxies)")
             panels[0, 2].legend()
             for axis in panels[0, 1:]:

@@ -19,10 +19,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ...errors import VividZooError
 from ..shards import Shard
@@ -110,10 +111,12 @@ def load_captions(path: Path) -> dict[str, str]:
 
 
 def render_assets(assets: list[Path], out: Path, settings: RenderSettings, captions: dict[str, str] | None = None,
-                  shard: Shard = Shard(), workers: int = 1, timeout: float = 3600.0,
+                  shard: Shard | None = None, workers: int = 1, timeout: float = 3600.0,
                   on_done: Callable[[BatchSummary], None] = lambda summary: None) -> BatchSummary:
-    """Renders this shard's unfinished assets, ``workers`` at a time; ``on_done`` follows the skip check and each asset."""
+    """Renders this shard's unfinished assets, ``workers`` at a time; ``on_done`` follows the skip check and
+    each asset."""
     require_bpy()
+    shard = shard or Shard()
     captions = captions or {}
     state = out / STATE_FOLDER
     work = state / "tmp" / f"shard-{shard.index}-of-{shard.count}"
@@ -171,7 +174,10 @@ def run_worker(job: dict[str, Any], work: Path, name: str, log_path: Path, timeo
     job_file = work / f"{name}.job.json"
     job_file.write_text(json.dumps({**job, "result": str(result_file)}))
     package_root = str(Path(__file__).resolve().parents[3])
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
     with log_path.open("w") as log:
         try:
             process = subprocess.run([sys.executable, "-m", "vividzoo_core.data.render.worker", str(job_file)],

@@ -5,15 +5,16 @@ Animate3D's MV-VDM is conditioned on 4 views of a static object. Its own recipe 
 degrees, azimuths 0/90/180/270 in threestudio's z-up convention, camera distance 3.0, vertical field of
 view 40 degrees, 512 x 512 pixels, over grey 0.502 (RGBA files whose colour already holds the grey,
 which ``inference.py`` reads as RGB). These are the cameras its pipeline's ``get_camera(4)`` gives the
-model. ``docs/animate3d.md`` ("Condition views of a static asset") lists every value with the file and line it comes from.
+model. ``docs/animate3d.md`` ("Condition views of a static asset") lists every value with the file and line it
+comes from.
 
 In our (MVDream) convention these cameras are :func:`condition_cameras`: threestudio's azimuth ``b`` is our
-``b + THREESTUDIO_AZIMUTH_OFFSET`` (see :mod:`vividzoo_core.cameras`). Threestudio's azimuth 0 is the front of an object, ours is
-the front of an asset as Blender imports it (glTF's +z, Blender's -y), so the asset is turned by the same
-offset about the vertical before rendering: view 0 then shows its front, view 1 its left side (the camera
-moves counter-clockwise seen from above), view 2 its back, view 3 its right side. Animate3D's README turns
-its example mesh the same way (``rot_x_degree=90`` then ``rot_z_degree=90``: y-up to z-up, as Blender's
-importers do, then the front to threestudio's azimuth 0).
+``b + THREESTUDIO_AZIMUTH_OFFSET`` (see :mod:`vividzoo_core.cameras`). Threestudio's azimuth 0 is the front of
+an object, ours is the front of an asset as Blender imports it (glTF's +z, Blender's -y), so the asset is
+turned by the same offset about the vertical before rendering: view 0 then shows its front, view 1 its left
+side (the camera moves counter-clockwise seen from above), view 2 its back, view 3 its right side. Animate3D's
+README turns its example mesh the same way (``rot_x_degree=90`` then ``rot_z_degree=90``: y-up to z-up, as
+Blender's importers do, then the front to threestudio's azimuth 0).
 
 Animate3D does not normalise the object (it expects threestudio's scene, the unit sphere, and its README
 scales the example by hand); here the bounding box is centred at the origin and scaled into that unit
@@ -98,7 +99,9 @@ def render_condition_views(asset: str | Path, resolution: int = RESOLUTION, samp
     """
     asset = check_asset(asset)
     if engine not in ENGINES or device not in DEVICES:
-        raise VividZooError(f"engine {engine!r} / device {device!r}: use an engine of {ENGINES} and a device of {DEVICES}")
+        raise VividZooError(
+            f"engine {engine!r} / device {device!r}: use an engine of {ENGINES} and a device of {DEVICES}"
+        )
     if resolution < 1 or samples < 1:
         raise VividZooError(f"resolution {resolution} and samples {samples} must both be at least 1")
     require_bpy("rendering an asset's condition views")
@@ -107,7 +110,12 @@ def render_condition_views(asset: str | Path, resolution: int = RESOLUTION, samp
                               fov_degrees=FOV_DEGREES)
     work = Path(tempfile.mkdtemp(prefix="vividzoo-condition-views-"))
     log = work / "blender.log"
-    job = {"task": CONDITION_VIEWS_TASK, "asset": str(asset.resolve()), "out": str(work), "settings": settings.to_json()}
+    job = {
+        "task": CONDITION_VIEWS_TASK,
+        "asset": str(asset.resolve()),
+        "out": str(work),
+        "settings": settings.to_json(),
+    }
     result = run_worker(job, work, "views", log, timeout)
     try:
         if result["status"] != "rendered":
@@ -121,10 +129,17 @@ def render_condition_views(asset: str | Path, resolution: int = RESOLUTION, samp
     if animation is not None:
         note = (f"{asset.name} is animated ({', '.join(result['animations'])}); rendered the first frame (frame "
                 f"{frame:g}) of {animation!r}, as Animate3D conditions on the first frame of a clip")
-    return ConditionViews(images=[image for image, _ in views], masks=[mask for _, mask in views],
-                          cameras=condition_cameras(),
-                          asset_to_render=asset_to_render(np.array(result["centre"]), result["scale"], AZIMUTH_OFFSET),
-                          distance=CAMERA_DISTANCE, fov_degrees=FOV_DEGREES, animation=animation, frame=frame, note=note)
+    return ConditionViews(
+        images=[image for image, _ in views],
+        masks=[mask for _, mask in views],
+        cameras=condition_cameras(),
+        asset_to_render=asset_to_render(np.array(result["centre"]), result["scale"], AZIMUTH_OFFSET),
+        distance=CAMERA_DISTANCE,
+        fov_degrees=FOV_DEGREES,
+        animation=animation,
+        frame=frame,
+        note=note,
+    )
 
 
 def asset_to_render(centre: np.ndarray, scale: float, turn_degrees: float) -> np.ndarray:

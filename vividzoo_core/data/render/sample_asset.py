@@ -86,8 +86,8 @@ def write_asset(path: Path, frames: int = 6, animated: bool = True, body: bool =
 
 
 def _add_markers(frames: int, animated: bool, body: bool, hollow: bool) -> None:
-    import bpy  # first: it makes bmesh importable
     import bmesh
+    import bpy  # first: it makes bmesh importable
 
     mesh = bpy.data.meshes.new("markers")
     shape = bmesh.new()
@@ -112,8 +112,8 @@ def _add_markers(frames: int, animated: bool, body: bool, hollow: bool) -> None:
 
 
 def _add_facing() -> None:
-    import bpy  # first: it makes bmesh importable
     import bmesh
+    import bpy  # first: it makes bmesh importable
 
     mesh = bpy.data.meshes.new("facing")
     shape = bmesh.new()
@@ -248,8 +248,8 @@ def _link(name: str, data):
 
 
 def _box_mesh(name: str, centre: tuple[float, float, float], size: float):
-    import bpy  # first: it makes bmesh importable
     import bmesh
+    import bpy  # first: it makes bmesh importable
 
     mesh = bpy.data.meshes.new(name)
     shape = bmesh.new()
@@ -282,7 +282,9 @@ if __name__ == "__main__":
     parser.add_argument("--hidden", action="store_true", help="a box hidden in the viewport but rendered")
     parser.add_argument("--rig", action="store_true", help="a skinned column with a shape key instead of the markers")
     parser.add_argument("--vertices", type=Path, help="record every rendered vertex per action and frame (.npz)")
-    parser.add_argument("--facing", action="store_true", help="a static box with a red marker in front, a blue one left")
+    parser.add_argument(
+        "--facing", action="store_true", help="a static box with a red marker in front, a blue one left"
+    )
     args = parser.parse_args()
     write_asset(args.path, args.frames, not args.static, args.body, args.hollow, args.light, args.camera, args.hidden,
                 args.rig, args.vertices, args.facing)

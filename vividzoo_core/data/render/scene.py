@@ -28,8 +28,10 @@ GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
 SKY_STRENGTH = 0.6
 SUN_STRENGTH = 0.4 * math.pi  # a white surface facing the sun: 0.6 sky + 0.4 sun = 1, i.e. white
 SUN_ANGLE_DEGREES = 30.0  # soft shadows
-LIGHTING = (f"uniform white sky (strength {SKY_STRENGTH}) and a sun straight overhead (strength "
-            f"{SUN_STRENGTH:.3f}, {SUN_ANGLE_DEGREES:g} degree disc); the asset's lights removed; transparent background")
+LIGHTING = (
+    f"uniform white sky (strength {SKY_STRENGTH}) and a sun straight overhead (strength "
+    f"{SUN_STRENGTH:.3f}, {SUN_ANGLE_DEGREES:g} degree disc); the asset's lights removed; transparent background"
+)
 NORMALISER = "vividzoo_normalise"
 OWNER_KINDS = {"OBJECT": "objects", "KEY": "shape_keys", "CAMERA": "cameras", "LIGHT": "lights",
                "MATERIAL": "materials"}
@@ -204,7 +206,9 @@ def bounding_box(frames: list[float]) -> tuple[np.ndarray, np.ndarray, bool]:
     return low, high, moves
 
 
-def normalise(low: np.ndarray, high: np.ndarray, sphere_radius: float, turn_degrees: float = 0.0) -> tuple[np.ndarray, float]:
+def normalise(
+    low: np.ndarray, high: np.ndarray, sphere_radius: float, turn_degrees: float = 0.0
+) -> tuple[np.ndarray, float]:
     """Frames the box ``[low, high]``: centred at the origin, scaled into a sphere of ``sphere_radius`` (its
     circumscribed sphere), turned by ``turn_degrees`` about z (counter-clockwise seen from above).
 
@@ -217,8 +221,11 @@ def normalise(low: np.ndarray, high: np.ndarray, sphere_radius: float, turn_degr
     centre, scale = (low + high) / 2, sphere_radius / half_diagonal
     empty = bpy.data.objects.new(NORMALISER, None)
     bpy.context.scene.collection.objects.link(empty)
-    empty.matrix_world = (Matrix.Rotation(math.radians(turn_degrees), 4, "Z") @ Matrix.Diagonal((scale, scale, scale, 1.0))
-                          @ Matrix.Translation(-centre))
+    empty.matrix_world = (
+        Matrix.Rotation(math.radians(turn_degrees), 4, "Z")
+        @ Matrix.Diagonal((scale, scale, scale, 1.0))
+        @ Matrix.Translation(-centre)
+    )
     for obj in bpy.context.scene.objects:
         if obj.parent is None and obj is not empty:
             obj.parent = empty  # parent inverse stays identity: world = empty @ own transform

@@ -48,7 +48,7 @@ class RenderSettings:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "RenderSettings":
+    def from_json(cls, data: dict[str, Any]) -> RenderSettings:
         return cls(**{**data, "elevation": tuple(data["elevation"])})
 
     def framing_sphere_radius(self) -> float:

@@ -16,9 +16,10 @@ import re
 import shutil
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from ...cameras import CAMERAS_FILE, orbit
 from ..format import CAPTION_FILE, frame_path
