@@ -39,8 +39,10 @@ from vividzoo_core.diffusers_host.animate3d import (
     build_animate3d_unet,
     build_clip_vision,
 )
+from vividzoo_core.errors import VividZooError
 from vividzoo_core.freeinit import butterworth_low_pass, reinitialise
 from vividzoo_core.layout import VideoLayout
+from vividzoo_core.network.animate3d import Animate3DAttentionLayers, block_order
 from vividzoo_core.schedules import ddim_scheduler
 from vividzoo_core.synthetic_weights import (
     synthetic_condition_views,
@@ -249,3 +251,30 @@ def test_a_whole_short_run_with_free_init_equals_the_original(files, monkeypatch
     latents = pipeline.denoise(settings, synthetic_condition_views(condition), lambda step, total: steps.append((step, total)))
     assert steps == [(i, 6) for i in range(1, 7)]
     assert close(layout_to_video(latents), f["short_run_3_steps_2_free_init"], 1e-4)
+
+
+# -- the trained attention weights as a host without diffusers processors (ComfyUI) holds them --------------
+
+def test_attention_layers_follow_the_ip_adapters_layer_order(network):
+    paths = network.cross_attention_paths()
+    shuffled = paths[1::2] + paths[::2]
+    assert sorted(shuffled, key=block_order) == paths
+    assert paths[0].startswith("down_blocks.0.") and paths[-1].startswith("mid_block.")
+
+
+@pytest.mark.parametrize("form", ["modules", "full"])
+def test_attention_layers_hold_the_processors_tensors(files, network, form):
+    animate3d = load_animate3d(getattr(files, form))
+    ip_adapter = load_ip_adapter(files.ip_adapter_safetensors) if form == "modules" else None
+    layers = Animate3DAttentionLayers.from_checkpoints(animate3d, ip_adapter)
+    assert layers.paths == network.cross_attention_paths()
+    processors = network.unet.attn_processors
+    for path in layers.paths:
+        block = layers[path]
+        reference, ip = processors[f"{path}.attn1.processor"], processors[f"{path}.attn2.processor"]
+        for ours, theirs in ((block.to_q_i2v, reference.to_q_i2v), (block.to_out_i2v, reference.to_out_i2v),
+                             (block.to_k_ip, ip.to_k_ip[0]), (block.to_v_ip, ip.to_v_ip[0])):
+            assert torch.equal(ours.weight, theirs.weight)
+        assert torch.equal(block.to_out_i2v.bias, reference.to_out_i2v.bias)
+    with pytest.raises(VividZooError, match="it also needs the IP-Adapter"):
+        Animate3DAttentionLayers.from_checkpoints(load_animate3d(files.modules), None)

@@ -40,11 +40,20 @@ def mix_frequencies(signal: torch.Tensor, noise: torch.Tensor, low_pass: torch.T
 
 def reinitialise(denoised: torch.Tensor, initial_noise: torch.Tensor, scheduler, generator: torch.Generator,
                  low_pass: torch.Tensor | None = None) -> torch.Tensor:
-    """The next pass's starting latents: ``denoised`` diffused to the last training step with ``initial_noise``,
-    its low frequencies mixed with fresh noise drawn from ``generator`` (same shape, float32, on the CPU)."""
+    """The next pass's starting latents: ``denoised`` diffused to the last training step of ``scheduler`` (a
+    diffusers scheduler) with ``initial_noise``, its low frequencies mixed with fresh noise from ``generator``."""
+    final_alpha_bar = scheduler.alphas_cumprod[scheduler.config.num_train_timesteps - 1]
+    return reinitialise_at(denoised, initial_noise, final_alpha_bar, generator, low_pass)
+
+
+def reinitialise_at(denoised: torch.Tensor, initial_noise: torch.Tensor, final_alpha_bar: torch.Tensor | float,
+                    generator: torch.Generator, low_pass: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`reinitialise` for any host: ``final_alpha_bar`` is the cumulative alpha of the last training step
+    (ComfyUI: ``1 / (1 + sigma_max^2)``). Diffused as diffusers' ``add_noise`` does, in ``denoised``'s dtype; the
+    fresh noise has the same shape, drawn in float32 on the CPU."""
     shape = denoised.shape
-    last = torch.full((shape[0],), scheduler.config.num_train_timesteps - 1, dtype=torch.long)
-    diffused = scheduler.add_noise(denoised, initial_noise, last.to(denoised.device)).float()
+    alpha_bar = torch.as_tensor(final_alpha_bar, dtype=denoised.dtype, device=denoised.device)
+    diffused = (alpha_bar**0.5 * denoised + (1 - alpha_bar) ** 0.5 * initial_noise.to(denoised)).float()
     fresh = torch.randn(shape, generator=generator, dtype=torch.float32).to(denoised.device)
     if low_pass is None:
         low_pass = butterworth_low_pass(*shape[-3:])

@@ -8,7 +8,9 @@
   context: the network appends them, so every batch slice keeps its own.
 - Motion modules: the shared AnimateDiff modules with Animate3D's spatio-temporal attention and diffusers'
   GroupNorm over all frames of a clip.
-- Image tokens: diffusers' ``ImageProjection`` (IP-Adapter's ``proj`` + ``norm``) of the CLIP image embedding.
+- Image tokens: the IP-Adapter's image projection (``proj`` + ``norm``) of the CLIP image embedding.
+
+The math of each processor is in ``network/animate3d.py``, shared with the ComfyUI nodes.
 
 Processor weights are registered under ``...attnN.processor.*`` as in Animate3D's UNet, so its tensors load by name.
 """
@@ -24,15 +26,18 @@ from ..checkpoints.animate3d import Animate3DCheckpoint
 from ..checkpoints.clip_vision import ClipVisionCheckpoint
 from ..checkpoints.ip_adapter import IMAGE_TOKENS, IPAdapterCheckpoint
 from ..checkpoints.mvdream import MVDreamCheckpoint
-from ..errors import CheckpointError, VividZooError
+from ..errors import VividZooError
 from ..layout import VideoLayout
-from ..network.animate3d import SpatioTemporalAttention, reference_attention
-from ..network.attention import multiview_attention, sdpa_attention
+from ..network.animate3d import (
+    ImageProjection,
+    animate3d_motion_modules,
+    decoupled_cross_attention,
+    reference_multiview_attention,
+    require_exact,
+)
 from ..network.motion_module import MotionModuleSet
 from .convert import load_strict
 from .unet import VividZooUNet, build_unet, unet_config
-
-ANIMATE3D_MOTION_VERSION = "Animate3D"
 
 
 class ReferenceMultiViewAttention(nn.Module):
@@ -48,8 +53,7 @@ class ReferenceMultiViewAttention(nn.Module):
                 temb=None, **kwargs: Any) -> torch.Tensor:
         layout = self.slot.layout or VideoLayout(1, 1)
         q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        out = multiview_attention(q, k, v, attn.heads, layout)
-        out = out + self.to_out_i2v(reference_attention(self.to_q_i2v(hidden_states), k, v, attn.heads, layout))
+        out = reference_multiview_attention(q, k, v, self.to_q_i2v(hidden_states), attn.heads, layout, self.to_out_i2v)
         return attn.to_out[1](attn.to_out[0](out))
 
 
@@ -67,9 +71,8 @@ class IPAdapterCrossAttention(nn.Module):
         if encoder_hidden_states is None or encoder_hidden_states.shape[1] <= self.tokens:
             raise VividZooError("the IP-Adapter cross-attention needs the text context followed by the image tokens")
         text, image = encoder_hidden_states[:, : -self.tokens], encoder_hidden_states[:, -self.tokens :]
-        q = attn.to_q(hidden_states)
-        out = sdpa_attention(q, attn.to_k(text), attn.to_v(text), attn.heads)
-        out = out + self.scale * sdpa_attention(q, self.to_k_ip[0](image), self.to_v_ip[0](image), attn.heads)
+        out = decoupled_cross_attention(attn.to_q(hidden_states), attn.to_k(text), attn.to_v(text),
+                                        self.to_k_ip[0](image), self.to_v_ip[0](image), attn.heads, self.scale)
         return attn.to_out[1](attn.to_out[0](out))
 
 
@@ -77,13 +80,10 @@ class Animate3DUNet(VividZooUNet):
     """Predicts the noise of a multi-view video (layout order) from text context, cameras and CLIP image embeddings."""
 
     def __init__(self, unet, motion: MotionModuleSet, image_embed_dim: int, ip_scale: float = 1.0) -> None:
-        from diffusers.models.embeddings import ImageProjection
-
         self._ip_scale = ip_scale
         super().__init__(unet, motion)
         context = unet.config.cross_attention_dim
-        self.image_projection = ImageProjection(image_embed_dim=image_embed_dim, cross_attention_dim=context,
-                                                num_image_text_embeds=IMAGE_TOKENS)
+        self.image_projection = ImageProjection(image_embed_dim, context, IMAGE_TOKENS)
 
     def processor_for(self, name: str, processor: Any) -> Any:
         attention = self.unet.get_submodule(name[: -len(".processor")])
@@ -109,7 +109,7 @@ class Animate3DUNet(VividZooUNet):
 
     def image_tokens(self, image_embeds: torch.Tensor) -> torch.Tensor:
         """``(batch, width)`` CLIP image embeddings -> ``(batch, 4, context)`` IP-Adapter tokens."""
-        return self.image_projection(image_embeds.to(self.image_projection.image_embeds.weight.dtype))
+        return self.image_projection(image_embeds)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | float, context: torch.Tensor,
                 cameras: torch.Tensor, layout: VideoLayout, image_embeds: torch.Tensor) -> torch.Tensor:
@@ -117,17 +117,6 @@ class Animate3DUNet(VividZooUNet):
         ``image_embeds`` (same batch, CLIP width): the embedding of each image's view's condition image."""
         tokens = self.image_tokens(image_embeds).to(context.dtype)
         return super().forward(sample, timestep, torch.cat([context, tokens], dim=1), cameras, layout)
-
-
-def animate3d_motion_modules(checkpoint: Animate3DCheckpoint) -> MotionModuleSet:
-    """Animate3D's 21 motion modules with every tensor of the file loaded (alignment layers off)."""
-    modules = MotionModuleSet(checkpoint.channels, checkpoint.pe_length, ANIMATE3D_MOTION_VERSION,
-                              attention_block=SpatioTemporalAttention, norm_over_frames=True)
-    expected = {k for k in modules.state_dict() if k.rsplit(".", 2)[-2] not in ("align_3d_to_2d", "align_2d_to_3d")}
-    _require_exact(checkpoint.path, "motion-module", expected, checkpoint.motion, modules.state_dict())
-    modules.load_state_dict(checkpoint.motion, strict=False)
-    modules.load_alignment(None)
-    return modules
 
 
 def build_animate3d_unet(mvdream: MVDreamCheckpoint, animate3d: Animate3DCheckpoint,
@@ -167,23 +156,11 @@ def build_animate3d_unet(mvdream: MVDreamCheckpoint, animate3d: Animate3DCheckpo
             processors[f"{path}.attn2.processor.to_v_ip.0.weight"] = to_v
         projection = ip_adapter.image_projection
     own = {k: v for k, v in network.unet.state_dict().items() if ".processor." in k}
-    _require_exact(animate3d.path, "attention-processor", set(own), processors, own)
+    require_exact(animate3d.path, "attention-processor", set(own), processors, own)
     network.unet.load_state_dict(processors, strict=False)
     load_strict(network.image_projection, projection, "IP-Adapter image projection",
                 ip_adapter.path if ip_adapter is not None else animate3d.path)
     return network.eval().requires_grad_(False)
-
-
-def _require_exact(path, part: str, expected: set[str], weights: dict[str, torch.Tensor],
-                   shapes: dict[str, torch.Tensor]) -> None:
-    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
-    if missing or unexpected:
-        raise CheckpointError(path, f"the {part} tensors do not fit Animate3D's layout (missing {missing[:3]}, "
-                                    f"unexpected {unexpected[:3]})")
-    for key, tensor in weights.items():
-        if tuple(tensor.shape) != tuple(shapes[key].shape):
-            raise CheckpointError(path, f"{key} has shape {tuple(tensor.shape)}, Animate3D's layout needs "
-                                        f"{tuple(shapes[key].shape)}")
 
 
 def build_clip_vision(checkpoint: ClipVisionCheckpoint):
