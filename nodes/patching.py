@@ -13,6 +13,9 @@ On a clone of the MODEL:
   limit and the free memory before the first step, and records the frame count for the run;
 - the paper's beta schedule as a ``model_sampling`` object patch.
 The stock KSampler, KSamplerAdvanced, SamplerCustom and LoRA loaders therefore work on the result.
+
+Animate3D (``animate3d_model.py``) is built on the same pieces (:func:`patch_video_model`) with its own
+self-attention, motion modules and cameras, plus hooks of its own under :data:`ANIMATE3D_KEY`.
 """
 
 from __future__ import annotations
@@ -38,13 +41,20 @@ from ..vividzoo_core.errors import VividZooError
 from ..vividzoo_core.layout import VideoLayout
 from ..vividzoo_core.memory import check_fits
 from ..vividzoo_core.network.attention import multiview_attention
-from ..vividzoo_core.network.motion_module import MotionModule, alignment_as_projection_deltas
+from ..vividzoo_core.network.motion_module import (
+    MotionModule,
+    alignment_as_projection_deltas,
+)
 from ..vividzoo_core.schedules import BETA_END, BETA_START, check_beta_schedule
 from .mvdream_model import is_mvdream_model
 from .types import LoadedAlignment, LoadedMotionModule
 
 KEY = "vividzoo"
 LAYOUT_KEY = "vividzoo_layout"
+ANIMATE3D_KEY = "vividzoo_animate3d"
+FREE_INIT_KEY = "vividzoo_free_init"
+PACK_KEYS = (KEY, ANIMATE3D_KEY, FREE_INIT_KEY)
+"""Every key the pack patches a MODEL under; a new patch starts by removing them all (see :func:`patch_video_model`)."""
 # ComfyUI's names for our schedules (its "linear" is linear in sqrt(beta), diffusers' scaled_linear).
 COMFY_BETA_SCHEDULES = {"linear": "sqrt_linear", "scaled_linear": "linear"}
 NOT_MVDREAM = (
@@ -62,6 +72,8 @@ class VideoSettings:
     """The motion module's limit; None without motion modules."""
     frames: int | None = None
     """Frames of the video being sampled, set per run by the outer-sample wrapper."""
+    model: str = "vividzoo"
+    """The model family, for the memory estimate (``vividzoo_core.memory``)."""
 
     @property
     def views(self) -> int:
@@ -81,26 +93,71 @@ def patch_vividzoo(model, cameras: CameraRig, motion: LoadedMotionModule | None 
     """A clone of an MVDream ``model`` set up for multi-view video (or multi-view images without ``motion``)."""
     if not is_mvdream_model(model):
         raise VividZooError(NOT_MVDREAM)
-    patched = model.clone()
+    motion_patcher = None
     if motion is not None:
         checkpoint = alignment.checkpoint if alignment else None
         for notice in check_pairing(model.model.model_config.unet_shape, motion, checkpoint):
             logging.warning("Vivid-ZOO: %s", notice)
-        _add_motion_modules(patched, motion, checkpoint)
-    else:
-        patched.remove_injections(KEY)
-        patched.remove_additional_models(KEY)
-        patched.remove_attachments(KEY)
-    patched.model_options["transformer_options"][KEY] = VideoSettings(cameras, motion.max_frames if motion else None)
+        motion_patcher = _aligned_motion_patcher(motion, checkpoint)
+    settings = VideoSettings(cameras, motion.max_frames if motion else None)
+    return patch_video_model(model, settings, motion_patcher, _multiview_self_attention, beta_schedule)
+
+
+def patch_video_model(model, settings: VideoSettings, motion_patcher=None, self_attention=None,
+                      beta_schedule: str | None = None):
+    """A clone of an MVDream ``model`` with what every multi-view (video) model of the pack has: ``settings`` in the
+    transformer options, ``self_attention`` as the ``attn1`` replace of every transformer block, the motion modules
+    of ``motion_patcher`` (a ModelPatcher around a ``MotionModuleSet``) injected, the run check and the cameras
+    wrappers, and the beta schedule. Whatever the pack patched before is removed first, so patches never stack."""
+    if not is_mvdream_model(model):
+        raise VividZooError(NOT_MVDREAM)
+    patched = model.clone()
+    _remove_pack_patches(patched)
+    if motion_patcher is not None:
+        _add_motion_modules(patched, motion_patcher)
+    patched.model_options["transformer_options"][KEY] = settings
     for key in _attention_sites(patched.model.diffusion_model):
-        patched.set_model_attn1_replace(_multiview_self_attention, *key)
-    for wrapper_type, wrapper in ((comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, _check_and_record_run),
-                                  (comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, _with_layout_and_cameras)):
-        patched.remove_wrappers_with_key(wrapper_type, KEY)
-        patched.add_wrapper_with_key(wrapper_type, KEY, wrapper)
+        patched.set_model_attn1_replace(self_attention, *key)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, _check_and_record_run)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _with_layout_and_cameras)
     if beta_schedule is not None:
         patched.add_object_patch("model_sampling", beta_schedule_sampling(beta_schedule))
     return patched
+
+
+PACK_HOOKS: set = set()
+"""Hook functions the pack installs in ``transformer_options`` patch lists (``attn1_patch``, ``attn2`` replaces):
+removed by :func:`_remove_pack_patches`; the ``attn1`` replaces are overwritten at every site anyway."""
+
+
+def pack_hook(function):
+    """Marks a hook function of the pack (a decorator)."""
+    PACK_HOOKS.add(function)
+    return function
+
+
+def _remove_pack_patches(patched) -> None:
+    for key in PACK_KEYS:
+        patched.remove_injections(key)
+        patched.remove_additional_models(key)
+        patched.remove_attachments(key)
+        for wrapper_type in list(patched.wrappers):
+            patched.remove_wrappers_with_key(wrapper_type, key)
+    options = patched.model_options["transformer_options"]
+    for key in PACK_KEYS:
+        options.pop(key, None)
+    for patches in options.get("patches", {}).values():
+        patches[:] = [patch for patch in patches if not _is_pack_hook(patch)]
+    for replaces in options.get("patches_replace", {}).values():
+        for site in [site for site, function in replaces.items() if _is_pack_hook(function)]:
+            del replaces[site]
+
+
+def _is_pack_hook(patch) -> bool:
+    """By identity: other packs' patch objects need not be hashable or comparable."""
+    if isinstance(patch, tuple) and len(patch) == 2:  # a forward_timestep_embed_patch (class, handler)
+        patch = patch[1]
+    return any(patch is hook for hook in PACK_HOOKS)
 
 
 def beta_schedule_sampling(schedule: str):
@@ -145,7 +202,7 @@ def check_memory(model, latent: torch.Tensor, frames: int) -> None:
     device = model.load_device
     dtype = model.model.manual_cast_dtype or model.model.get_dtype()
     check_fits(settings.views, frames_at_once, latent.shape[-1] * 8, latent.shape[-2] * 8, dtype.itemsize,
-               mm.get_free_memory(device), where=f"on {device}")
+               mm.get_free_memory(device), where=f"on {device}", model=settings.model)
 
 
 def check_video(model_options: dict, latent_batch: int) -> int:
@@ -224,6 +281,7 @@ def comfy_attention(q, k, v, heads):
     return optimized_attention(q, k, v, heads)
 
 
+@pack_hook
 def _run_motion_module(layer, x, emb, context, transformer_options, *args, **kwargs):
     return layer(x, transformer_options[LAYOUT_KEY])
 
@@ -240,17 +298,20 @@ def _frame_window_weights(views: int, length: int, **kwargs) -> list[float]:
 
 # -- motion modules --------------------------------------------------------------------------------
 
-def _add_motion_modules(patched, motion: LoadedMotionModule, alignment) -> None:
+def _aligned_motion_patcher(motion: LoadedMotionModule, alignment):
+    """A clone of the motion modules' patcher with the trained alignment as weight patches (none: training-free)."""
     motion_patcher = motion.patcher.clone()
     if alignment is not None:
         deltas = alignment_as_projection_deltas(alignment.weights)
         motion_patcher.add_patches({key: (delta,) for key, delta in deltas.items()}, 1.0)
+    return motion_patcher
+
+
+def _add_motion_modules(patched, motion_patcher) -> None:
     patched.set_additional_models(KEY, [motion_patcher])
     patched.set_attachments(KEY, motion_patcher)
     patched.set_injections(KEY, [comfy.patcher_extension.PatcherInjection(_inject, _eject)])
-    patches = patched.model_options["transformer_options"].get("patches", {}).get("forward_timestep_embed_patch", [])
-    if not any(handler is _run_motion_module for _, handler in patches):
-        patched.set_model_forward_timestep_embed_patch((MotionModule, _run_motion_module))
+    patched.set_model_forward_timestep_embed_patch((MotionModule, _run_motion_module))
 
 
 def _inject(patcher) -> None:
@@ -273,13 +334,21 @@ def _remove_motion_modules(unet) -> None:
                 del block[index]
 
 
-def _host_block(unet, site: str):
-    """The LDM block of a motion-module site: down i/j -> input_blocks[3i+j+1], up i/j -> output_blocks[3i+j]."""
-    kind, level, index = split_site(site)
+def ldm_block(kind: str, level: int | None, index: int) -> tuple[str, int]:
+    """A diffusers block (the ``index``-th module of ``down_blocks`` / ``up_blocks`` ``level``, or ``mid_block``) as
+    ComfyUI names its LDM block: down i/j -> ``("input", 3i+j+1)``, up i/j -> ``("output", 3i+j)``, mid ->
+    ``("middle", 0)``: the block names of attention-patch keys."""
     if kind == "mid_block":
-        return unet.middle_block
+        return "middle", 0
     position = 3 * level + index
-    return unet.input_blocks[position + 1] if kind == "down_blocks" else unet.output_blocks[position]
+    return ("input", position + 1) if kind == "down_blocks" else ("output", position)
+
+
+def _host_block(unet, site: str):
+    """The LDM block of a motion-module site (see :func:`ldm_block`)."""
+    name, number = ldm_block(*split_site(site))
+    return {"input": unet.input_blocks, "output": unet.output_blocks}[name][number] if name != "middle" \
+        else unet.middle_block
 
 
 def _insert_position(block, site: str) -> int:
