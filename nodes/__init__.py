@@ -10,10 +10,10 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import apply, cameras, latent, loaders, sampler, video
+from . import animate3d, apply, cameras, latent, loaders, sampler, video
 
 NODES: list[type[io.ComfyNode]] = [
-    *loaders.NODES, *cameras.NODES, *latent.NODES, *apply.NODES, *sampler.NODES, *video.NODES,
+    *loaders.NODES, *cameras.NODES, *latent.NODES, *apply.NODES, *sampler.NODES, *video.NODES, *animate3d.NODES,
 ]
 
 

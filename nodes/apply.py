@@ -1,4 +1,5 @@
-"""Apply Vivid-ZOO: MVDream MODEL + motion module + alignment + cameras -> a multi-view video MODEL."""
+"""Apply Vivid-ZOO: MVDream MODEL + motion module + alignment + cameras -> a multi-view video MODEL; and the
+MVDream MODEL's cameras for multi-view images."""
 
 from __future__ import annotations
 
@@ -47,4 +48,28 @@ class ApplyVividZoo(io.ComfyNode):
         return io.NodeOutput(patch_vividzoo(model, cameras, motion_module, alignment, beta_schedule))
 
 
-NODES = [ApplyVividZoo]
+class MVDreamCameras(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VividZoo_MVDreamCameras",
+            display_name="Vivid-ZOO MVDream Cameras",
+            category="VividZoo",
+            description=(
+                "Sets the cameras of the MVDream MODEL for multi-view images (no motion): a stock KSampler on a batch "
+                "of views latents then makes one image per camera. For the 4 condition views of 'Animate3D Condition' "
+                "use 'Vivid-ZOO Orbit Cameras' with 4 views, elevation 15, azimuth_start 90 (Animate3D's setup)."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="MODEL from 'Vivid-ZOO MVDream Checkpoint Loader'."),
+                Cameras.Input("cameras", tooltip="One camera per image of the batch (a static ring)."),
+            ],
+            outputs=[io.Model.Output(tooltip="The MVDream MODEL with these cameras.")],
+        )
+
+    @classmethod
+    def execute(cls, model, cameras) -> io.NodeOutput:
+        return io.NodeOutput(patch_vividzoo(model, cameras))
+
+
+NODES = [ApplyVividZoo, MVDreamCameras]

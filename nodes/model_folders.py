@@ -1,7 +1,8 @@
-"""Where the pack looks for weights: ``models/vividzoo`` (its own) and ``models/animatediff_models``.
+"""Where the pack looks for weights: ``models/vividzoo`` (its own), ``models/animatediff_models``, and for
+Animate3D ``models/ipadapter`` and ComfyUI's ``models/clip_vision``.
 
-``animatediff_models`` is AnimateDiff-Evolved's folder; registered here too (without duplicates) so
-one copy of a motion module serves both packs.
+``animatediff_models`` is AnimateDiff-Evolved's folder and ``ipadapter`` ComfyUI_IPAdapter_plus's; registered here
+too (without duplicates) so one copy of a file serves every pack.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import folder_paths
 VIVIDZOO = "vividzoo"
 MOTION = "animatediff_models"
 CHECKPOINTS = "checkpoints"
+IP_ADAPTER = "ipadapter"
+CLIP_VISION = "clip_vision"
 
 
 def register(name: str) -> None:
@@ -46,3 +49,4 @@ def describe(*names: str) -> str:
 
 register(VIVIDZOO)
 register(MOTION)
+register(IP_ADAPTER)

@@ -14,6 +14,8 @@ MotionModule = io.Custom("VIVIDZOO_MOTION_MODULE")
 """A :class:`LoadedMotionModule`."""
 Alignment = io.Custom("VIVIDZOO_ALIGNMENT")
 """A :class:`LoadedAlignment`."""
+Animate3D = io.Custom("VIVIDZOO_ANIMATE3D")
+"""An ``animate3d_model.LoadedAnimate3D``."""
 
 
 @dataclass(frozen=True)

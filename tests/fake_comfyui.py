@@ -133,7 +133,8 @@ def _make_io() -> types.ModuleType:
     io.Boolean = _comfy_type("BOOLEAN", ("default", "label_on", "label_off"))
     io.Combo = _comfy_type("COMBO", ("default", "control_after_generate"))
     for name, io_type in (("Model", "MODEL"), ("Clip", "CLIP"), ("Vae", "VAE"), ("Latent", "LATENT"),
-                          ("Image", "IMAGE"), ("Conditioning", "CONDITIONING"), ("Video", "VIDEO")):
+                          ("Image", "IMAGE"), ("Conditioning", "CONDITIONING"), ("Video", "VIDEO"),
+                          ("ClipVision", "CLIP_VISION")):
         setattr(io, name, _comfy_type(io_type))
     io.Custom = lambda io_type: _comfy_type(io_type)
     io.Schema, io.ComfyNode, io.Hidden, io.NumberDisplay = _Schema, _ComfyNode, _Hidden, _NumberDisplay

@@ -193,3 +193,127 @@ def test_every_copy_of_the_batch_gets_the_cameras_of_its_frames(patching):
     y, layout = call_with_cameras(patching, unrecorded, 2 * views * 3)
     assert (layout.views, layout.frames) == (views, 3)
     torch.testing.assert_close(y, orbit(views).embedding_input().repeat(6, 1))
+
+
+# -- Animate3D: condition views in every call, FreeInit ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def animate3d(fake_pack):
+    return fake_pack.animate3d_model
+
+
+def animate3d_options(patching, animate3d, frames: int, cond_or_uncond: list[int]) -> tuple[dict, object]:
+    views = 4
+    conditions = animate3d.Animate3DConditions(
+        first_latents=torch.arange(views, dtype=torch.float32).view(views, 1, 1, 1).expand(views, 4, 2, 2) + 100,
+        image_tokens=torch.arange(views, dtype=torch.float32).view(views, 1, 1).expand(views, 2, 3).clone(),
+        empty_tokens=torch.full((2, 3), -1.0), ip_scale=0.5)
+    settings = patching.VideoSettings(orbit(views), 32, frames, model="animate3d")
+    return {patching.KEY: settings, patching.ANIMATE3D_KEY: conditions, "cond_or_uncond": cond_or_uncond}, conditions
+
+
+def test_each_image_gets_its_views_tokens_and_negative_copies_the_empty_ones(patching, animate3d):
+    _, conditions = animate3d_options(patching, animate3d, frames=3, cond_or_uncond=[1, 0])
+    layout = patching.VideoLayout(4, 3)
+    tokens = animate3d.image_tokens_for_batch(conditions, [1, 0], layout)
+    assert tokens.shape == (2 * 12, 2, 3)
+    assert (tokens[:12] == -1).all()  # the negative (uncond) copy: a zero embedding's tokens
+    assert tokens[12:, 0, 0].tolist() == [0.0, 1.0, 2.0, 3.0] * 3  # image (f, v) of the positive copy: view v
+
+
+def test_frame_0_is_the_clean_condition_latents_in_and_out_of_every_call(patching, animate3d):
+    frames, copies = 3, 2
+    options, conditions = animate3d_options(patching, animate3d, frames, cond_or_uncond=[1, 0])
+    layout = patching.VideoLayout(4, frames)
+    x = torch.randn(copies * layout.images, 4, 2, 2)
+    seen = {}
+
+    def diffusion_model(x_in, *args, **kwargs):
+        seen["x"] = x_in
+        return x_in
+
+    animate3d._clean_first_frame_in(diffusion_model, x, None, None, None, None, options)
+    first = layout.batch_indices([0], copies)
+    assert torch.equal(seen["x"][first], conditions.first_latents.repeat(copies, 1, 1, 1))
+    rest = torch.ones(len(x), dtype=torch.bool)
+    rest[first] = False
+    assert torch.equal(seen["x"][rest], x[rest])
+
+    def apply_model(x_in, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
+        seen["call"] = transformer_options[animate3d.CALL_KEY]
+        return x_in * 2
+
+    layers = SimpleNamespace(__getitem__=None)
+    apply_model.class_obj = SimpleNamespace(
+        current_patcher=SimpleNamespace(get_attachment=lambda key: SimpleNamespace(model=layers)),
+        diffusion_model=SimpleNamespace(input_blocks=[], middle_block=[], output_blocks=[]))
+    denoised = animate3d._with_condition_views(apply_model, x, None, transformer_options=options)
+    assert torch.equal(denoised[first], conditions.first_latents.repeat(copies, 1, 1, 1))
+    assert torch.equal(denoised[rest], 2 * x[rest])
+    assert seen["call"].ip_scale == 0.5 and seen["call"].image_tokens.shape == (copies * layout.images, 2, 3)
+    with pytest.raises(ValueError, match="remove the context-window node"):
+        animate3d._with_condition_views(apply_model, x, None, transformer_options={**options, "context_window": 1})
+
+
+def test_comfyui_block_keys_name_the_diffusers_blocks_of_sd15(animate3d):
+    from vividzoo_core.synthetic_weights import FULL_SD15, spatial_attention_sites
+
+    keys = [("input", n, 0) for n in (1, 2, 4, 5, 7, 8)] + [("middle", 0, 0)] + [("output", n, 0) for n in range(3, 12)]
+    assert sorted(animate3d.diffusers_block_path(*key) for key in keys) == sorted(
+        path for path, _ in spatial_attention_sites(FULL_SD15.unet))
+    assert animate3d.diffusers_block_path("input", 4, 0) == "down_blocks.1.attentions.0.transformer_blocks.0"
+    assert animate3d.diffusers_block_path("output", 5, 0) == "up_blocks.1.attentions.2.transformer_blocks.0"
+
+
+
+def test_block_paths_invert_the_block_placement_of_the_motion_modules(patching, animate3d):
+    keys = [("input", n, 0) for n in (1, 2, 4, 5, 7, 8)] + [("middle", 0, 0)] + [("output", n, 0) for n in range(3, 12)]
+    for key in keys:
+        parts = animate3d.diffusers_block_path(*key).split(".")
+        level, index = (None, 0) if parts[0] == "mid_block" else (int(parts[1]), int(parts[3]))
+        assert patching.ldm_block(parts[0], level, index) == key[:2]
+
+
+@pytest.mark.parametrize("animate3d_video", [True, False])
+def test_free_init_reinitialises_each_pass_as_the_standalone_does(patching, animate3d, monkeypatch, animate3d_video):
+    """Three passes; the second and third start from the core's re-initialisation of the last result (frame 0 of an
+    Animate3D video left as it was), with ComfyUI's last training sigma giving diffusers' final alpha."""
+    from vividzoo_core.freeinit import butterworth_low_pass, reinitialise
+
+    monkeypatch.setattr(sys.modules["comfy.model_sampling"], "ModelSamplingDiscrete", ComfyDiscreteSampling)
+    monkeypatch.setattr(sys.modules["comfy.model_sampling"], "EPS", type("EPS", (), {}))
+    sampling = patching.beta_schedule_sampling("linear")
+    sampling.sigma_max = sampling.sigmas[-1]
+    frames, seed = 4, 11
+    options, _ = animate3d_options(patching, animate3d, frames, [0])
+    if not animate3d_video:
+        del options[patching.ANIMATE3D_KEY]
+    options[patching.FREE_INIT_KEY] = animate3d.FreeInitSettings(3)
+    model_options = {"transformer_options": options}
+    results = [torch.randn(4 * frames, 4, 4, 4) for _ in range(3)]
+    noises = []
+
+    def outer_sample(noise, latent_image, *args, **kwargs):
+        noises.append(noise.clone())
+        return results[len(noises) - 1]
+
+    model = SimpleNamespace(get_model_object=lambda name: sampling,
+                            model=SimpleNamespace(process_latent_in=lambda latent: latent * 0.18215))
+    outer_sample.class_obj = SimpleNamespace(model_options=model_options, model_patcher=model)
+    monkeypatch.setattr(animate3d, "mm", SimpleNamespace(throw_exception_if_processing_interrupted=lambda: None))
+    noise = torch.randn(4 * frames, 4, 4, 4)
+    assert animate3d._free_init(outer_sample, noise, torch.zeros_like(noise), None, None, seed=seed) is results[2]
+    assert len(noises) == 3 and torch.equal(noises[0], noise)
+
+    skip = 1 if animate3d_video else 0
+    generator = torch.Generator().manual_seed(seed)
+    torch.randn(noise.shape, generator=generator)
+    initial = animate3d.layout_to_video(noise, 4)
+    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    for result, started in zip(results[:2], noises[1:]):
+        denoised = animate3d.layout_to_video(result * 0.18215, 4)
+        expected = reinitialise(denoised[:, :, skip:], initial[:, :, skip:], scheduler, generator,
+                                butterworth_low_pass(frames - skip, 4, 4))
+        ours = animate3d.layout_to_video(started, 4)
+        torch.testing.assert_close(ours[:, :, skip:], expected, atol=1e-5, rtol=1e-5)
+        assert torch.equal(ours[:, :, :skip], initial[:, :, :skip])

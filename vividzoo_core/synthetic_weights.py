@@ -405,22 +405,30 @@ def write_test_weights(directory: str | Path, full_size: bool = False, dtype: to
     return RandomWeights(mvdream, motion, alignment_path, sd21, unet_only)
 
 
-# Where ComfyUI looks for each kind of file (folders under ComfyUI/models).
-COMFYUI_FOLDERS = {"mvdream": "vividzoo", "motion": "animatediff_models", "alignment": "vividzoo"}
+# Where ComfyUI looks for each kind of file (folders under ComfyUI/models; ipadapter as ComfyUI_IPAdapter_plus has it).
+COMFYUI_FOLDERS = {"mvdream": "vividzoo", "motion": "animatediff_models", "alignment": "vividzoo",
+                   "animate3d": "animatediff_models", "ipadapter": "ipadapter", "clipvision": "clip_vision"}
 TEST_PREFIX = "TEST-RANDOM-"  # random weights must never pass for real ones in a loader's file list
 
 
 def install_comfyui_test_weights(models: str | Path, full_size: bool = False,
                                  log: Callable[[str], None] = lambda message: None) -> dict[str, Path]:
-    """Random-weight MVDream, motion-module (v1, v2, v3) and alignment files in ComfyUI's model folders.
+    """Random-weight MVDream, motion-module (v1, v2, v3) and alignment files in ComfyUI's model folders, and
+    Animate3D's modules, the SD 1.5 IP-Adapter and a CLIP image encoder fitting that MVDream file.
 
-    Every name starts with ``TEST-RANDOM-``; returns the paths by kind (``mvdream``, ``motion_v2``, ...).
+    Every name starts with ``TEST-RANDOM-``; returns the paths by kind (``mvdream``, ``motion_v2``, ``animate3d``,
+    ``ipadapter``, ``clipvision``, ...). ComfyUI's own 'Load CLIP Vision' refuses the tiny image encoder (it
+    knows only the released sizes); the pack's Animate3D loader reads it. ``full_size``: the real shapes (ViT-H).
     """
     models = Path(models)
     with tempfile.TemporaryDirectory() as scratch:
         files = write_test_weights(scratch, full_size=full_size)
         sources = {"mvdream": files.mvdream, "alignment": files.alignment,
                    **{f"motion_{version}": path for version, path in files.motion.items()}}
+        shapes = (FULL_SD15.unet, FULL_CLIP_VISION_H, torch.float16, "full") if full_size else (TINY_SD15.unet,)
+        animate3d = write_animate3d_files(Path(scratch) / "animate3d", *shapes)
+        sources.update(animate3d=animate3d.modules, ipadapter=animate3d.ip_adapter_safetensors,
+                           clipvision=animate3d.clip_vision)
         installed = {}
         for kind, source in sources.items():
             folder = models / COMFYUI_FOLDERS[kind.split("_")[0]]
@@ -605,6 +613,34 @@ def animate3d_full_state_dict(mvdream_unet: dict[str, torch.Tensor], shape: UNet
 
 
 @dataclass(frozen=True)
+class Animate3DFiles:
+    """Animate3D's own files for a given MVDream UNet: the modules-only form, the IP-Adapter, the image encoder."""
+
+    modules: Path
+    ip_adapter_bin: Path
+    ip_adapter_safetensors: Path
+    clip_vision: Path
+
+
+def write_animate3d_files(directory: str | Path, unet: UNetShape, clip: ClipVisionShape = TINY_CLIP_VISION,
+                          dtype: torch.dtype = torch.float32, tag: str = "tiny",
+                          log: Callable[[str], None] = lambda message: None) -> Animate3DFiles:
+    """``animate3d_motion_modules`` (modules only), ``ip-adapter_sd15`` (.bin and .safetensors) and a CLIP image
+    encoder for an MVDream UNet of shape ``unet``; every tensor random."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ip_flat = ip_adapter_state_dict(unet, clip.projection, dtype=dtype)
+    return Animate3DFiles(
+        modules=_save(directory / f"animate3d_motion_modules_{tag}_random.ckpt", animate3d_state_dict(unet, dtype=dtype),
+                      log),
+        ip_adapter_bin=_save(directory / f"ip-adapter_sd15_{tag}_random.bin", nested_ip_adapter(ip_flat), log),
+        ip_adapter_safetensors=_save(directory / f"ip-adapter_sd15_{tag}_random.safetensors", ip_flat, log),
+        clip_vision=_save(directory / f"clip_vision_h_{tag}_random.safetensors", clip_vision_state_dict(clip, dtype=dtype),
+                          log),
+    )
+
+
+@dataclass(frozen=True)
 class Animate3DWeights:
     """Paths of a set of random-weight files for Animate3D, in the layouts users download."""
 
@@ -634,21 +670,19 @@ def write_animate3d_test_weights(directory: str | Path, full_form: bool = True, 
         return _save(path, state, log)
 
     mvdream_state = mvdream_state_dict(sizes, seed=0, dtype=dtype, all_random=True)
-    ip_flat = ip_adapter_state_dict(sizes.unet, clip.projection, dtype=dtype)
-    modules = animate3d_state_dict(sizes.unet, dtype=dtype)
+    own = write_animate3d_files(directory, sizes.unet, clip, dtype, tag, log)
     files = Animate3DWeights(
         mvdream=saved(directory / f"mvdream_sd15_animate3d_{tag}_random.pt", mvdream_state),
         motion=saved(directory / f"mm_sd_v15_v2_animate3d_{tag}_random.ckpt",
                      motion_state_dict("v2", sizes.unet.block_channels, dtype=dtype, all_random=True)),
-        ip_adapter_bin=saved(directory / f"ip-adapter_sd15_{tag}_random.bin", nested_ip_adapter(ip_flat)),
-        ip_adapter_safetensors=saved(directory / f"ip-adapter_sd15_{tag}_random.safetensors", ip_flat),
-        clip_vision=saved(directory / f"clip_vision_h_{tag}_random.safetensors", clip_vision_state_dict(clip, dtype=dtype)),
-        modules=saved(directory / f"animate3d_motion_modules_{tag}_random.ckpt", modules),
+        ip_adapter_bin=own.ip_adapter_bin, ip_adapter_safetensors=own.ip_adapter_safetensors,
+        clip_vision=own.clip_vision, modules=own.modules,
     )
     if not full_form:
         return files
     unet = {k[len(UNET_PREFIX):]: v for k, v in mvdream_state.items() if k.startswith(UNET_PREFIX)}
-    full = animate3d_full_state_dict(unet, sizes.unet, ip_flat, modules)
+    ip_flat = ip_adapter_state_dict(sizes.unet, clip.projection, dtype=dtype)
+    full = animate3d_full_state_dict(unet, sizes.unet, ip_flat, animate3d_state_dict(sizes.unet, dtype=dtype))
     # As Animate3D's training script saves it: the UNet's state dict under "state_dict", with its step.
     return replace(files, full=saved(directory / f"animate3d_full_unet_{tag}_random.ckpt",
                                      {"state_dict": full, "global_step": 0}))
@@ -663,6 +697,7 @@ __all__ = [
     "TINY_CLIP_VISION",
     "TINY_SD15",
     "TINY_SD21",
+    "Animate3DFiles",
     "Animate3DWeights",
     "ModelSizes",
     "RandomWeights",
@@ -687,6 +722,7 @@ __all__ = [
     "spatial_attention_sites",
     "synthetic_condition_views",
     "vae_spec",
+    "write_animate3d_files",
     "write_animate3d_test_weights",
     "write_test_weights",
 ]

@@ -26,7 +26,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from vividzoo_core.synthetic_weights import TINY_SD15, mvdream_state_dict, write_test_weights
+from vividzoo_core.checkpoints.clip_vision import ClipVisionShape
+from vividzoo_core.checkpoints.mvdream import UNET_PREFIX
+from vividzoo_core.synthetic_weights import (
+    TINY_CLIP_VISION,
+    TINY_SD15,
+    animate3d_full_state_dict,
+    animate3d_state_dict,
+    clip_vision_spec,
+    ip_adapter_state_dict,
+    materialise,
+    mvdream_state_dict,
+    write_animate3d_files,
+    write_test_weights,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = "ComfyUI-VividZoo"
@@ -40,6 +53,12 @@ MOTION_NAME = "mm_sd_v15_v2.ckpt"
 ALIGNMENT_NAME = "vividzoo_alignment_v2.safetensors"
 PLAIN_SD_NAME = "v1-5-pruned-emaonly.safetensors"
 LORA_NAME = "tiny_sd15_lora.safetensors"
+ANIMATE3D_NAME = "animate3d_motion_modules.ckpt"
+ANIMATE3D_FULL_NAME = "animate3d_whole_unet.ckpt"
+IP_ADAPTER_NAME = "ip-adapter_sd15.safetensors"
+CLIP_VISION_NAME = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
+SDXL_IP_ADAPTER_NAME = "ip-adapter_sdxl_vit-h.safetensors"
+WIDE_CLIP_VISION_NAME = "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"
 
 
 def comfyui_dir() -> Path | None:
@@ -126,6 +145,34 @@ def write_weights(base: Path, scratch: Path) -> None:
             lora[f"{name}.lora_up.weight"] = torch.randn(tensor.shape[0], 4, generator=generator) * 0.5
             lora[f"{name}.lora_down.weight"] = torch.randn(4, tensor.shape[1], generator=generator) * 0.5
     save_file(lora, str(models / "loras" / LORA_NAME))
+    write_animate3d_weights(models, scratch / "animate3d")
+
+
+def write_animate3d_weights(models: Path, scratch: Path) -> None:
+    """Animate3D's files fitting the test MVDream, under the names the workflows use, and wrong ones to refuse: an
+    SDXL IP-Adapter, a CLIP image encoder of another width (as ViT-bigG's is), the whole-UNet form."""
+    from safetensors.torch import save_file
+
+    files = write_animate3d_files(scratch, TINY_SD15.unet)
+    for folder, source, name in (("animatediff_models", files.modules, ANIMATE3D_NAME),
+                                 ("ipadapter", files.ip_adapter_safetensors, IP_ADAPTER_NAME),
+                                 ("clip_vision", files.clip_vision, CLIP_VISION_NAME)):
+        (models / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, models / folder / name)
+    unet = {k[len(UNET_PREFIX):]: v for k, v in mvdream_state_dict(TINY_SD15).items() if k.startswith(UNET_PREFIX)}
+    ip_adapter = ip_adapter_state_dict(TINY_SD15.unet, TINY_CLIP_VISION.projection)
+    whole = animate3d_full_state_dict(unet, TINY_SD15.unet, ip_adapter, animate3d_state_dict(TINY_SD15.unet))
+    torch.save({"state_dict": whole, "global_step": 0}, models / "animatediff_models" / ANIMATE3D_FULL_NAME)
+    # SDXL's IP-Adapter: 70 cross-attention layers reading 2048-wide tokens (tiny outputs keep the file small)
+    sdxl = {"image_proj.proj.weight": torch.zeros(4 * 2048, 8), "image_proj.proj.bias": torch.zeros(4 * 2048),
+            "image_proj.norm.weight": torch.ones(2048), "image_proj.norm.bias": torch.zeros(2048)}
+    for i in range(70):
+        for projection in ("to_k_ip", "to_v_ip"):
+            sdxl[f"ip_adapter.{2 * i + 1}.{projection}.weight"] = torch.zeros(1, 2048)
+    save_file(sdxl, str(models / "ipadapter" / SDXL_IP_ADAPTER_NAME))
+    wide = ClipVisionShape(**{**TINY_CLIP_VISION.__dict__, "projection": 48})
+    save_file(materialise(clip_vision_spec(wide), torch.Generator().manual_seed(8)),
+              str(models / "clip_vision" / WIDE_CLIP_VISION_NAME))
 
 
 def comfy_cli() -> str:

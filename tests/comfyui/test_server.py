@@ -6,8 +6,19 @@ import time
 
 import av
 import pytest
-
-from comfyui_harness import ALIGNMENT_NAME, LORA_NAME, MOTION_NAME, MVDREAM_NAME, PLAIN_SD_NAME
+from comfyui_harness import (
+    ALIGNMENT_NAME,
+    ANIMATE3D_FULL_NAME,
+    ANIMATE3D_NAME,
+    CLIP_VISION_NAME,
+    IP_ADAPTER_NAME,
+    LORA_NAME,
+    MOTION_NAME,
+    MVDREAM_NAME,
+    PLAIN_SD_NAME,
+    SDXL_IP_ADAPTER_NAME,
+    WIDE_CLIP_VISION_NAME,
+)
 
 from vividzoo_core.cameras import CAMERAS_FILE
 from vividzoo_core.settings import STEPS
@@ -17,7 +28,8 @@ EXPECTED_NODES = {
     "VividZoo_MVDreamCheckpointLoader", "VividZoo_MotionModuleLoader", "VividZoo_AlignmentLoader",
     "VividZoo_OrbitCameras", "VividZoo_OrbitTrajectory", "VividZoo_CamerasFromJSON", "VividZoo_CameraPreview",
     "VividZoo_EmptyMultiViewVideoLatent", "VividZoo_ApplyVividZoo", "VividZoo_Sampler",
-    "VividZoo_MultiViewVideoCombine", "VividZoo_SelectView", "VividZoo_ViewsToGrid",
+    "VividZoo_MultiViewVideoCombine", "VividZoo_SelectView", "VividZoo_ViewsToGrid", "VividZoo_MVDreamCameras",
+    "VividZoo_Animate3DLoader", "VividZoo_Animate3DViews", "VividZoo_Animate3DCondition", "VividZoo_FreeInit",
 }
 
 
@@ -221,3 +233,144 @@ def test_view_nodes_feed_stock_image_nodes_and_the_vae_works_both_ways(comfy_ser
     grid = Image.open(comfy_server.base / "temp" / grids[0]["subfolder"] / grids[0]["filename"])
     assert grid.size == (128, 128)  # 2 x 2 views of 64 px
     assert len(entry["outputs"]["18"]["images"]) == 3
+
+
+# -- Animate3D ---------------------------------------------------------------------------------------------
+
+IN_THE_FILE = "none (in the Animate3D file)"
+
+
+def animate3d_graph(frames=3, steps=2, free_init=2, animate3d=ANIMATE3D_NAME, ip_adapter=IP_ADAPTER_NAME,
+                    clip_vision=CLIP_VISION_NAME, views=4, view_width=64, view_height=64, prefix="VividZoo/animate3d"):
+    """An API-format Animate3D graph on the test weights: 4 grey views of ``view_width`` x ``view_height``."""
+    prompt = graph(frames=frames, steps=steps, prefix=prefix)
+    for unused in ("4", "5", "7", "8"):
+        del prompt[unused]
+    prompt["6"]["inputs"]["azimuth_start"] = 90.0  # Animate3D's condition cameras, for cameras.json
+    prompt.update({
+        "20": {"class_type": "VividZoo_Animate3DLoader", "inputs": {
+            "animate3d_name": animate3d, "ip_adapter_name": ip_adapter, "clip_vision_name": clip_vision}},
+        "21": {"class_type": "EmptyImage", "inputs": {"width": view_width, "height": view_height, "batch_size": views,
+                                                      "color": 0x8040C0}},
+        "22": {"class_type": "VividZoo_Animate3DCondition", "inputs": {
+            "model": ["1", 0], "animate3d": ["20", 0], "vae": ["1", 2], "images": ["21", 0], "frames": frames,
+            "width": 64, "height": 64, "ip_scale": 1.0}},
+        "23": {"class_type": "VividZoo_FreeInit", "inputs": {"model": ["22", 0], "free_init_iterations": free_init}},
+    })
+    prompt["9"]["inputs"].update(model=["23", 0], latent_image=["22", 1])
+    return prompt
+
+
+def preview_pixels(server, entry: dict, node: str, folder: str = "temp"):
+    import numpy as np
+    from PIL import Image
+
+    return [np.asarray(Image.open(server.base / folder / image["subfolder"] / image["filename"]).convert("RGB"),
+                       dtype=np.int16) for image in entry["outputs"][node]["images"]]
+
+
+def test_animate3d_video_keeps_the_condition_views_as_frame_0(comfy_server):
+    """Through the stock KSampler with FreeInit: a video of every frame, whose frame 0 decodes to the views' own
+    VAE round trip (the clean condition latents), in ComfyUI's output folder with Animate3D's cameras."""
+    prompt = animate3d_graph(frames=3, prefix="VividZoo/animate3d_frame0")
+    prompt["30"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["10", 0], "batch_index": 0, "length": 4}}
+    prompt["31"] = {"class_type": "PreviewImage", "inputs": {"images": ["30", 0]}}
+    prompt["32"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["21", 0], "vae": ["1", 2]}}
+    prompt["33"] = {"class_type": "VAEDecode", "inputs": {"samples": ["32", 0], "vae": ["1", 2]}}
+    prompt["34"] = {"class_type": "PreviewImage", "inputs": {"images": ["33", 0]}}
+    prompt["35"] = {"class_type": "ImageFromBatch", "inputs": {"image": ["10", 0], "batch_index": 4, "length": 4}}
+    prompt["36"] = {"class_type": "PreviewImage", "inputs": {"images": ["35", 0]}}
+    entry = comfy_server.run(prompt)
+    assert entry["status"]["status_str"] == "success", error_message(entry)
+    assert saved_grid_frames(comfy_server, entry) == 3
+    first, round_trip, second = (preview_pixels(comfy_server, entry, node) for node in ("31", "34", "36"))
+    for ours, theirs in zip(first, round_trip):
+        assert abs(ours - theirs).max() <= 1
+    assert max(abs(a - b).max() for a, b in zip(second, round_trip)) > 10  # frame 1 is generated, not the views
+
+
+def test_both_forms_of_the_animate3d_file_give_the_same_video(comfy_server):
+    """The whole-UNet form (its UNet and IP-Adapter set over MVDream's) holds the same tensors as the modules-only
+    form plus the IP-Adapter file in the test weights: the same video."""
+    frames = {}
+    for name, animate3d, ip_adapter in (("modules", ANIMATE3D_NAME, IP_ADAPTER_NAME),
+                                        ("whole", ANIMATE3D_FULL_NAME, IN_THE_FILE)):
+        prompt = animate3d_graph(frames=2, free_init=1, animate3d=animate3d, ip_adapter=ip_adapter,
+                                 prefix=f"VividZoo/animate3d_{name}")
+        prompt["31"] = {"class_type": "PreviewImage", "inputs": {"images": ["10", 0]}}
+        entry = comfy_server.run(prompt)
+        assert entry["status"]["status_str"] == "success", error_message(entry)
+        frames[name] = preview_pixels(comfy_server, entry, "31")
+    assert max(abs(a - b).max() for a, b in zip(frames["modules"], frames["whole"])) <= 1
+
+
+@pytest.mark.parametrize("sampler", ["KSamplerAdvanced", "SamplerCustom"])
+def test_stock_samplers_run_the_animate3d_model(comfy_server, sampler):
+    prompt = animate3d_graph(frames=2, free_init=1, prefix=f"VividZoo/animate3d_{sampler}")
+    common = {"model": ["23", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["22", 1], "cfg": 7.5}
+    if sampler == "KSamplerAdvanced":
+        prompt["9"] = {"class_type": "KSamplerAdvanced", "inputs": {
+            **common, "add_noise": "enable", "noise_seed": 3, "steps": 2, "sampler_name": "euler_ancestral",
+            "scheduler": "normal", "start_at_step": 0, "end_at_step": 10000, "return_with_leftover_noise": "disable"}}
+    else:
+        prompt["12"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "dpmpp_2m"}}
+        prompt["13"] = {"class_type": "BasicScheduler", "inputs": {"model": ["23", 0], "scheduler": "karras",
+                                                                   "steps": 2, "denoise": 1.0}}
+        prompt["9"] = {"class_type": "SamplerCustom", "inputs": {**common, "add_noise": True, "noise_seed": 3,
+                                                                 "sampler": ["12", 0], "sigmas": ["13", 0]}}
+    entry = comfy_server.run(prompt)
+    assert entry["status"]["status_str"] == "success", error_message(entry)
+    assert saved_grid_frames(comfy_server, entry) == 2
+
+
+def test_cancel_stops_an_animate3d_run_promptly(comfy_server):
+    prompt_id, refused = comfy_server.queue(animate3d_graph(frames=3, steps=STEPS.high, free_init=3,
+                                                            prefix="VividZoo/animate3d_cancel"))
+    assert refused is None
+    deadline = time.time() + 120
+    while time.time() < deadline and not comfy_server.get("/queue")["queue_running"]:
+        time.sleep(0.1)
+    time.sleep(5)
+    cancelled_at = time.time()
+    comfy_server.post("/interrupt")
+    entry = comfy_server.wait(prompt_id, timeout=60)
+    assert "execution_interrupted" in [event for event, _ in entry["status"]["messages"]]
+    assert time.time() - cancelled_at < 10
+
+
+def with_views_node(prompt: dict, sizes: list[tuple[int, int]]) -> dict:
+    """The 4 views as 4 images of the given sizes through 'Animate3D Condition Views'."""
+    for index, (width, height) in enumerate(sizes):
+        prompt[f"4{index}"] = {"class_type": "EmptyImage", "inputs": {"width": width, "height": height,
+                                                                      "batch_size": 1, "color": 0x808080}}
+    prompt["24"] = {"class_type": "VividZoo_Animate3DViews", "inputs": {
+        name: [f"4{index}", 0] for index, name in enumerate(("front", "left", "back", "right"))}}
+    prompt["22"]["inputs"]["images"] = ["24", 0]
+    return prompt
+
+
+@pytest.mark.parametrize("make, node, message", [
+    (lambda: animate3d_graph(views=3), "VividZoo_Animate3DCondition", "exactly 4 views of the object"),
+    (lambda: with_views_node(animate3d_graph(), [(64, 64)] * 3 + [(48, 64)]), "VividZoo_Animate3DViews",
+     "the 4 views must have the same size, got 64x64, 64x64, 64x64, 48x64"),
+    (lambda: animate3d_graph(view_width=64, view_height=32), "VividZoo_Animate3DCondition",
+     "the condition views are 64x32 but the video is 64x64"),
+    (lambda: animate3d_graph(ip_adapter=SDXL_IP_ADAPTER_NAME), "VividZoo_Animate3DLoader", "this is an SDXL IP-Adapter"),
+    (lambda: animate3d_graph(clip_vision=WIDE_CLIP_VISION_NAME), "VividZoo_Animate3DLoader",
+     f"gives 48-wide image embeddings but {IP_ADAPTER_NAME} reads 32-wide ones"),
+    (lambda: animate3d_graph(animate3d=ALIGNMENT_NAME), "VividZoo_Animate3DLoader",
+     "this is a Vivid-ZOO alignment file, not Animate3D's model"),
+    (lambda: graph(motion=ANIMATE3D_NAME), "VividZoo_MotionModuleLoader", "this is Animate3D's trained model"),
+    (lambda: animate3d_graph(ip_adapter=IN_THE_FILE), "VividZoo_Animate3DLoader", "holds only Animate3D's modules"),
+], ids=["three_views", "views_of_different_sizes", "aspect_ratio", "sdxl_ip_adapter", "clip_vision_width",
+        "alignment_as_animate3d", "animate3d_as_motion_module", "modules_without_ip_adapter"])
+def test_bad_animate3d_inputs_are_one_line_node_errors(comfy_server, make, node, message):
+    entry = comfy_server.run(make())
+    assert entry["status"]["status_str"] == "error"
+    text = error_message(entry)
+    assert text.startswith(node) and message in text and "\n" not in text.strip(), text
+
+
+def test_more_frames_than_animate3d_takes_are_refused_at_validation(comfy_server):
+    entry = comfy_server.run(animate3d_graph(frames=33))
+    assert "22" in entry["refused"]["node_errors"], entry
