@@ -10,20 +10,31 @@ from workflow_schema import SNAPSHOT, WORKFLOWS, load, shipped_workflows, widget
 SCHEMAS = json.loads(SNAPSHOT.read_text())
 EXPECTED = {
     "vividzoo_text_to_multiview_video", "vividzoo_multiview_video_upscaled", "vividzoo_long_video_context_windows",
-    "vividzoo_training_free_vs_aligned", "vividzoo_turntable_orbit",
+    "vividzoo_training_free_vs_aligned", "vividzoo_turntable_orbit", "vividzoo_animate3d_text_to_multiview_video",
+    "vividzoo_animate3d_four_views",
 }
-# What the frontend's missing-models dialog lists (the README's download table): name, address, folder.
+# What the frontend's missing-models dialog lists (the README's download table): name, address, folder; per loader,
+# in the order of its file widgets.
 DOWNLOADS = {
-    "VividZoo_MVDreamCheckpointLoader": {
+    "VividZoo_MVDreamCheckpointLoader": [{
         "name": "sd-v1.5-4view.pt", "directory": "vividzoo",
-        "url": "https://huggingface.co/MVDream/MVDream/resolve/main/sd-v1.5-4view.pt?download=true"},
-    "VividZoo_MotionModuleLoader": {
+        "url": "https://huggingface.co/MVDream/MVDream/resolve/main/sd-v1.5-4view.pt?download=true"}],
+    "VividZoo_MotionModuleLoader": [{
         "name": "mm_sd_v15_v2.ckpt", "directory": "animatediff_models",
-        "url": "https://huggingface.co/guoyww/animatediff/resolve/main/mm_sd_v15_v2.ckpt?download=true"},
+        "url": "https://huggingface.co/guoyww/animatediff/resolve/main/mm_sd_v15_v2.ckpt?download=true"}],
+    "VividZoo_Animate3DLoader": [
+        {"name": "animate3d_motion_modules.ckpt", "directory": "animatediff_models",
+         "url": "https://huggingface.co/yanqinJiang/animate3d/resolve/main/animate3d_motion_modules.ckpt?download=true"},
+        {"name": "ip-adapter_sd15.safetensors", "directory": "ipadapter",
+         "url": "https://huggingface.co/h94/IP-Adapter/resolve/main/models/ip-adapter_sd15.safetensors?download=true"},
+        # h94/IP-Adapter's image encoder, saved under the name ComfyUI_IPAdapter_plus users give it
+        {"name": "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "directory": "clip_vision",
+         "url": "https://huggingface.co/h94/IP-Adapter/resolve/main/models/image_encoder/model.safetensors?download=true"},
+    ],
 }
 
 
-def test_the_five_workflows_ship_with_thumbnails_and_api_copies():
+def test_the_workflows_ship_with_thumbnails_and_api_copies():
     assert {p.stem for p in shipped_workflows()} == EXPECTED
     for name in EXPECTED:
         assert (WORKFLOWS / f"{name}.jpg").stat().st_size > 5000
@@ -41,11 +52,14 @@ def test_nodes_exist_and_widget_values_fit(path):
 @pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)
 def test_loaders_carry_the_download_of_their_selected_file(path):
     loaders = [node for node in load(path)["nodes"] if node["type"] in DOWNLOADS]
-    assert len(loaders) == len(DOWNLOADS)
+    kinds = {node["type"] for node in loaders}
+    assert "VividZoo_MVDreamCheckpointLoader" in kinds
+    assert len(kinds & {"VividZoo_MotionModuleLoader", "VividZoo_Animate3DLoader"}) == 1  # one video model family
     for node in loaders:
         expected = DOWNLOADS[node["type"]]
-        assert node["properties"]["models"] == [expected]
-        assert node["widgets_values"][0] == expected["name"]  # the frontend lists only the selected file
+        assert node["properties"]["models"] == expected
+        # the frontend lists only the selected files
+        assert node["widgets_values"][:len(expected)] == [model["name"] for model in expected]
 
 
 @pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)

@@ -14,10 +14,13 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / "workflows"
 SNAPSHOT = Path(__file__).with_name("data") / "object_info.json"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-# Combo inputs listing model files: their options depend on the installation, not on the schema.
-FILE_WIDGETS = {"ckpt_name", "model_name", "alignment_name", "lora_name", "vae_name", "clip_name"}
+# Combo inputs listing model (or input image) files: their options depend on the installation, not on the schema.
+FILE_WIDGETS = {"ckpt_name", "model_name", "alignment_name", "lora_name", "vae_name", "clip_name", "animate3d_name",
+                "ip_adapter_name", "clip_vision_name", "image"}
 FILE_LIST = "<files in the model folder>"
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+UPLOAD_VALUE = "image"
+"""What the frontend stores for the upload button of an ``image_upload`` combo (Load Image), after the file name."""
 
 
 def shipped_workflows() -> list[Path]:
@@ -40,6 +43,8 @@ def widgets(node_info: dict[str, Any]) -> list[tuple[str, Any, dict[str, Any]]]:
                 slots.append((name, kind, options))
                 if options.get("control_after_generate"):
                     slots.append(("control_after_generate", "CONTROL", {}))
+                if options.get("image_upload"):
+                    slots.append(("upload", "UPLOAD", {}))
     return slots
 
 
@@ -59,6 +64,8 @@ def widget_problems(node: dict[str, Any], node_info: dict[str, Any]) -> list[str
         where = f"{label}.{name}={value!r}"
         if kind == "CONTROL":
             ok = value in CONTROL_VALUES
+        elif kind == "UPLOAD":
+            ok = value == UPLOAD_VALUE
         elif kind in ("INT", "FLOAT"):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
                 options.get("min", value) <= value <= options.get("max", value)
@@ -77,8 +84,8 @@ def widget_problems(node: dict[str, Any], node_info: dict[str, Any]) -> list[str
 
 def widget_values(node: dict[str, Any], node_info: dict[str, Any]) -> dict[str, Any]:
     """A UI node's widget values by input name (control_after_generate left out)."""
-    return {name: value for (name, _, _), value in zip(widgets(node_info), node.get("widgets_values") or [])
-            if name != "control_after_generate"}
+    return {name: value for (name, kind, _), value in zip(widgets(node_info), node.get("widgets_values") or [])
+            if kind not in ("CONTROL", "UPLOAD")}
 
 
 def normalise(node_info: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +94,9 @@ def normalise(node_info: dict[str, Any]) -> dict[str, Any]:
     for section in ("required", "optional"):
         for name, spec in node_info["input"].get(section, {}).items():
             kind, options = spec[0], dict(spec[1]) if len(spec) > 1 else {}
-            if name in FILE_WIDGETS:  # options and tooltips name this installation's files and folders
-                kind, options = FILE_LIST, {}
+            if name in FILE_WIDGETS and (kind == "COMBO" or isinstance(kind, list)):
+                # options and tooltips name this installation's files and folders; an upload button stays
+                kind, options = FILE_LIST, {k: v for k, v in options.items() if k == "image_upload"}
             inputs.setdefault(section, {})[name] = [kind, options]
     return {
         "input": inputs,

@@ -37,6 +37,7 @@ from vividzoo_core.synthetic_weights import (
     ip_adapter_state_dict,
     materialise,
     mvdream_state_dict,
+    synthetic_condition_views,
     write_animate3d_files,
     write_test_weights,
 )
@@ -59,6 +60,7 @@ IP_ADAPTER_NAME = "ip-adapter_sd15.safetensors"
 CLIP_VISION_NAME = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
 SDXL_IP_ADAPTER_NAME = "ip-adapter_sdxl_vit-h.safetensors"
 WIDE_CLIP_VISION_NAME = "CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors"
+CONDITION_VIEW_NAMES = tuple(f"animate3d_{view}.png" for view in ("front", "left", "back", "right"))
 
 
 def comfyui_dir() -> Path | None:
@@ -146,6 +148,16 @@ def write_weights(base: Path, scratch: Path) -> None:
             lora[f"{name}.lora_down.weight"] = torch.randn(4, tensor.shape[1], generator=generator) * 0.5
     save_file(lora, str(models / "loras" / LORA_NAME))
     write_animate3d_weights(models, scratch / "animate3d")
+    write_condition_views(base / "input")
+
+
+def write_condition_views(folder: Path) -> None:
+    """The 4 view images the 'animate 4 views' workflow loads (Load Image), under its file names."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, view in zip(CONDITION_VIEW_NAMES, synthetic_condition_views(128)):
+        Image.fromarray(view).save(folder / name)
 
 
 def write_animate3d_weights(models: Path, scratch: Path) -> None:

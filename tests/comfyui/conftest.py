@@ -75,6 +75,6 @@ def comfy_server(tmp_path_factory) -> Iterator[ComfyServer]:
 def empty_comfy_server(tmp_path_factory) -> Iterator[ComfyServer]:
     """A first-hour user's ComfyUI: the pack installed, its model folders made and empty."""
     base = tmp_path_factory.mktemp("comfy_base_empty")
-    for folder in ("vividzoo", "animatediff_models", "checkpoints"):
+    for folder in ("vividzoo", "animatediff_models", "checkpoints", "ipadapter", "clip_vision"):
         (base / "models" / folder).mkdir(parents=True)
     yield from start_server(base)

@@ -83,15 +83,32 @@ def test_workflow_loads_with_no_missing_nodes(page, path, tmp_path):
     assert screenshot(page, path.stem, tmp_path).stat().st_size > 20_000  # a rendered graph, not a blank page
 
 
-def test_missing_models_dialog_names_files_and_folders(chromium, empty_comfy_server, tmp_path):
+MVDREAM_DOWNLOAD = {
+    "vividzoo / sd-v1.5-4view.pt": "https://huggingface.co/MVDream/MVDream/resolve/main/sd-v1.5-4view.pt?download=true"}
+MISSING_MODELS = {
+    "vividzoo_text_to_multiview_video": {
+        **MVDREAM_DOWNLOAD,
+        "animatediff_models / mm_sd_v15_v2.ckpt":
+            "https://huggingface.co/guoyww/animatediff/resolve/main/mm_sd_v15_v2.ckpt?download=true",
+    },
+    "vividzoo_animate3d_text_to_multiview_video": {
+        **MVDREAM_DOWNLOAD,
+        "animatediff_models / animate3d_motion_modules.ckpt":
+            "https://huggingface.co/yanqinJiang/animate3d/resolve/main/animate3d_motion_modules.ckpt?download=true",
+        "ipadapter / ip-adapter_sd15.safetensors":
+            "https://huggingface.co/h94/IP-Adapter/resolve/main/models/ip-adapter_sd15.safetensors?download=true",
+        "clip_vision / CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors":
+            "https://huggingface.co/h94/IP-Adapter/resolve/main/models/image_encoder/model.safetensors?download=true",
+    },
+}
+
+
+@pytest.mark.parametrize("name", MISSING_MODELS)
+def test_missing_models_dialog_names_files_and_folders(chromium, empty_comfy_server, tmp_path, name):
     with frontend(chromium, empty_comfy_server) as page:
-        page.evaluate(LOAD, [load(WORKFLOWS / "vividzoo_text_to_multiview_video.json"), True])
+        page.evaluate(LOAD, [load(WORKFLOWS / f"{name}.json"), True])
         dialog = page.locator(".comfy-missing-models")
         dialog.wait_for(timeout=30_000)
         labels = {span.inner_text(): span.get_attribute("title") for span in dialog.locator("span[title]").all()}
-        screenshot(page, "missing_models_dialog", tmp_path)
-    assert labels == {
-        "vividzoo / sd-v1.5-4view.pt": "https://huggingface.co/MVDream/MVDream/resolve/main/sd-v1.5-4view.pt?download=true",
-        "animatediff_models / mm_sd_v15_v2.ckpt":
-            "https://huggingface.co/guoyww/animatediff/resolve/main/mm_sd_v15_v2.ckpt?download=true",
-    }
+        screenshot(page, f"missing_models_dialog_{name}", tmp_path)
+    assert labels == MISSING_MODELS[name]

@@ -34,8 +34,17 @@ def test_object_info_snapshot_is_current(comfy_server):
     assert not changed, f"node schemas changed: {changed}; if deliberate, refresh with VIVIDZOO_UPDATE_SNAPSHOT=1"
 
 
+# The nodes that set a workflow's frame count, and the widget holding it
+FRAME_WIDGETS = {"VividZoo_EmptyMultiViewVideoLatent": 1, "VividZoo_Animate3DCondition": 0}
+
+
+def video_frames(workflow: dict) -> int:
+    return next(n["widgets_values"][FRAME_WIDGETS[n["type"]]] for n in workflow["nodes"] if n["type"] in FRAME_WIDGETS)
+
+
 def small_copy(workflow: dict, schema: dict) -> dict:
-    """The workflow at test size: 64 px, 2 steps, few frames (long videos stay longer than the limit)."""
+    """The workflow at test size: 64 px, 2 steps, few frames (long videos stay longer than the limit), 2 FreeInit
+    passes."""
     for node in workflow["nodes"]:
         names = [name for name, _, _ in widgets(schema[node["type"]])]
         values = node.get("widgets_values")
@@ -46,11 +55,16 @@ def small_copy(workflow: dict, schema: dict) -> dict:
         if node["type"] == "VividZoo_EmptyMultiViewVideoLatent":
             frames = values[names.index("frames")]
             set_value("frames", LIMIT_FRAMES + 4 if frames > LIMIT_FRAMES else 5)
+        if node["type"] == "VividZoo_Animate3DCondition":
+            set_value("frames", 3)
+        if node["type"] in ("VividZoo_EmptyMultiViewVideoLatent", "VividZoo_Animate3DCondition", "EmptyLatentImage"):
             set_value("width", 64)
             set_value("height", 64)
         if node["type"] in ("KSampler", "VividZoo_Sampler"):
             set_value("steps", 2)
-    frames = next(n["widgets_values"][1] for n in workflow["nodes"] if n["type"] == "VividZoo_EmptyMultiViewVideoLatent")
+        if node["type"] == "VividZoo_FreeInit":
+            set_value("free_init_iterations", 2)
+    frames = video_frames(workflow)
     for node in workflow["nodes"]:
         if node["type"] == "VividZoo_OrbitTrajectory":
             node["widgets_values"][1] = frames
@@ -59,7 +73,7 @@ def small_copy(workflow: dict, schema: dict) -> dict:
 
 def run_small_copy(comfy_server, tmp_path, path, workflow):
     """Runs ``workflow`` (a small copy of ``path``) with comfy-cli; checks its videos have every frame."""
-    frames = next(n["widgets_values"][1] for n in workflow["nodes"] if n["type"] == "VividZoo_EmptyMultiViewVideoLatent")
+    frames = video_frames(workflow)
     copy = tmp_path / path.name
     copy.write_text(json.dumps(workflow))
     envelope = comfy_run(comfy_server, copy)
@@ -85,14 +99,18 @@ def test_test_weights_made_with_comfyuis_python_run_a_workflow(comfy_server, tmp
         [comfy_server.python, "-m", "vividzoo_core.cli", "make-test-weights", "--comfyui-models",
          str(comfy_server.base / "models")], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    chosen = {"VividZoo_MVDreamCheckpointLoader": "vividzoo/TEST-RANDOM-mvdream_sd15_tiny_random.pt",
-              "VividZoo_MotionModuleLoader": "animatediff_models/TEST-RANDOM-mm_v2_tiny_random.ckpt",
-              "VividZoo_AlignmentLoader": "vividzoo/TEST-RANDOM-alignment_v2_tiny_random.safetensors"}
-    for file in chosen.values():
-        assert f"wrote {comfy_server.base / 'models' / file}" in result.stdout
-    path = WORKFLOWS / "vividzoo_text_to_multiview_video.json"
-    workflow = small_copy(load(path), comfy_server.get("/object_info"))
-    for node in workflow["nodes"]:
-        if node["type"] in chosen:
-            node["widgets_values"][0] = chosen[node["type"]].split("/")[1]
-    run_small_copy(comfy_server, tmp_path, path, workflow)
+    chosen = {"VividZoo_MVDreamCheckpointLoader": ["vividzoo/TEST-RANDOM-mvdream_sd15_tiny_random.pt"],
+              "VividZoo_MotionModuleLoader": ["animatediff_models/TEST-RANDOM-mm_v2_tiny_random.ckpt"],
+              "VividZoo_AlignmentLoader": ["vividzoo/TEST-RANDOM-alignment_v2_tiny_random.safetensors"],
+              "VividZoo_Animate3DLoader": ["animatediff_models/TEST-RANDOM-animate3d_motion_modules_tiny_random.ckpt",
+                                           "ipadapter/TEST-RANDOM-ip-adapter_sd15_tiny_random.safetensors",
+                                           "clip_vision/TEST-RANDOM-clip_vision_h_tiny_random.safetensors"]}
+    for files in chosen.values():
+        for file in files:
+            assert f"wrote {comfy_server.base / 'models' / file}" in result.stdout
+    for name in ("vividzoo_text_to_multiview_video.json", "vividzoo_animate3d_text_to_multiview_video.json"):
+        workflow = small_copy(load(WORKFLOWS / name), comfy_server.get("/object_info"))
+        for node in workflow["nodes"]:
+            if node["type"] in chosen:
+                node["widgets_values"][:len(chosen[node["type"]])] = [f.split("/")[1] for f in chosen[node["type"]]]
+        run_small_copy(comfy_server, tmp_path, WORKFLOWS / name, workflow)
