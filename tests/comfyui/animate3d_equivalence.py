@@ -161,9 +161,10 @@ def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
     ours = loaded.image_encoder.encode(views)
     report["image_embeddings"] = {"max_abs_diff": (ours - embeddings).abs().max().item(),
                                   "scale": embeddings.abs().max().item(), "dtype": str(ours.dtype)}
+    views256 = torch.from_numpy(synthetic_condition_views(256)).float() / 255  # downscaled to 224, as in real use
     report["comfy_clip_vision"] = comfy_clip_vision_report(comfy.clip_vision, comfy_image_encoder, clip_pixels,
-                                                           weights / names["clip_vision"], TINY_CLIP_VISION, views,
-                                                           embeddings)
+                                                           weights / names["clip_vision"], TINY_CLIP_VISION, views256,
+                                                           standalone.image_embeddings(views256))
     latents = vae.encode(((resize_for_latents(views, SIZE, SIZE) + 1) / 2).permute(0, 2, 3, 1))
     comfy_first = model.model.process_latent_in(latents.float())
     report["vae_posterior_mean"] = {"max_abs_diff": (comfy_first - first).abs().max().item(),
