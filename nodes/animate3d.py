@@ -235,9 +235,8 @@ class Animate3DCondition(io.ComfyNode):
                 io.Vae.Input("vae", tooltip="The MVDream checkpoint's VAE: encodes the views as frame 0."),
                 io.Image.Input("images", tooltip="Exactly 4 views in one batch: front, left, back, right (Load Image + "
                                                  "'Animate3D Condition Views', an MVDream generation, renders)."),
-                setting_input(FRAMES, min=2, max=MOST_FRAMES_AT_ONCE,
-                              tooltip="Frames per view, frame 0 being the condition views (Animate3D: 16; at most "
-                                      f"{MOST_FRAMES_AT_ONCE}, its motion modules' limit)."),
+                setting_input(FRAMES, tooltip="Frames per view, frame 0 being the condition views (Animate3D: 16; 2 "
+                                              f"to {MOST_FRAMES_AT_ONCE}, its motion modules' limit)."),
                 setting_input(WIDTH),
                 setting_input(HEIGHT),
                 setting_input(IP_SCALE),

@@ -251,7 +251,8 @@ def _with_condition_views(executor, x, t, c_concat=None, c_crossattn=None, contr
     layout, copies = _call_layout(transformer_options, x.shape[0])
     cond_or_uncond = transformer_options.get("cond_or_uncond", [0] * copies)
     layers: Animate3DAttentionLayers = executor.class_obj.current_patcher.get_attachment(ANIMATE3D_KEY).model
-    blocks = {site: layers[diffusers_block_path(*site)] for site in _attention_sites(executor.class_obj.diffusion_model)}
+    sites = _attention_sites(executor.class_obj.diffusion_model)
+    blocks = {site: layers[diffusers_block_path(*site)] for site in sites}
     call = Animate3DCall(blocks, image_tokens_for_batch(conditions, cond_or_uncond, layout).to(x.device),
                          conditions.ip_scale)
     denoised = executor(x, t, c_concat, c_crossattn, control, {**transformer_options, CALL_KEY: call}, **kwargs)

@@ -216,5 +216,9 @@ def pack_with_fake_comfyui(snapshot: dict[str, Any]) -> Iterator[types.ModuleTyp
         yield import_custom_nodes(REPO, PACKAGE)
     finally:
         sys.meta_path.remove(finder)
+        # Only the pack and the stand-ins go: real libraries first imported meanwhile (diffusers, transformers) stay,
+        # as importing them twice in one process fails (torch registers their operators once).
+        stand_ins = (PACKAGE, "comfy", "comfy_api", "folder_paths")
         for name in set(sys.modules) - before:
-            del sys.modules[name]
+            if name.split(".")[0] in stand_ins:
+                del sys.modules[name]

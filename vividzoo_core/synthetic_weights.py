@@ -428,7 +428,7 @@ def install_comfyui_test_weights(models: str | Path, full_size: bool = False,
         shapes = (FULL_SD15.unet, FULL_CLIP_VISION_H, torch.float16, "full") if full_size else (TINY_SD15.unet,)
         animate3d = write_animate3d_files(Path(scratch) / "animate3d", *shapes)
         sources.update(animate3d=animate3d.modules, ipadapter=animate3d.ip_adapter_safetensors,
-                           clipvision=animate3d.clip_vision)
+                       clipvision=animate3d.clip_vision)
         installed = {}
         for kind, source in sources.items():
             folder = models / COMFYUI_FOLDERS[kind.split("_")[0]]
@@ -631,12 +631,12 @@ def write_animate3d_files(directory: str | Path, unet: UNetShape, clip: ClipVisi
     directory.mkdir(parents=True, exist_ok=True)
     ip_flat = ip_adapter_state_dict(unet, clip.projection, dtype=dtype)
     return Animate3DFiles(
-        modules=_save(directory / f"animate3d_motion_modules_{tag}_random.ckpt", animate3d_state_dict(unet, dtype=dtype),
-                      log),
+        modules=_save(directory / f"animate3d_motion_modules_{tag}_random.ckpt",
+                      animate3d_state_dict(unet, dtype=dtype), log),
         ip_adapter_bin=_save(directory / f"ip-adapter_sd15_{tag}_random.bin", nested_ip_adapter(ip_flat), log),
         ip_adapter_safetensors=_save(directory / f"ip-adapter_sd15_{tag}_random.safetensors", ip_flat, log),
-        clip_vision=_save(directory / f"clip_vision_h_{tag}_random.safetensors", clip_vision_state_dict(clip, dtype=dtype),
-                          log),
+        clip_vision=_save(directory / f"clip_vision_h_{tag}_random.safetensors",
+                          clip_vision_state_dict(clip, dtype=dtype), log),
     )
 
 

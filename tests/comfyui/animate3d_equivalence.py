@@ -7,9 +7,10 @@ through ``comfy.sample.sample_custom``), so every wrapper and patch a real run u
 noise is compared (frame 0's is discarded by both: the original puts the condition latents back after each step);
 frame 0 of ComfyUI's denoised output must be the condition latents exactly.
 
-Each ``breaks`` entry reruns the comparison (with guidance) with one piece of the ComfyUI side broken (the IP scale ignored, the
-image tokens' views in another order, frame 0 not replaced in the input, the reference attention off, the negative
-branch given the views' tokens instead of a zero embedding's): each must fail the tolerance the intact MODEL meets.
+Each ``breaks`` entry reruns the comparison (with guidance) with one piece of the ComfyUI side broken (the IP scale
+ignored, the image tokens' views in another order, frame 0 not replaced in the input, the reference attention off,
+the negative branch given the views' tokens instead of a zero embedding's): each must fail the tolerance the intact
+MODEL meets.
 The condition encodings are compared too: the loader's image encoder (ComfyUI's text-encoder dtype), a ComfyUI
 CLIP_VISION of the same weights (ComfyUI's preprocessing), and ComfyUI's VAE Encode against the posterior mean.
 """
@@ -63,8 +64,10 @@ def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
     weights = Path(weights_dir)
     for folder in ("vividzoo", "animatediff_models", "ipadapter", "clip_vision"):
         folder_paths.add_model_folder_path(folder, str(weights))
-    names = {"mvdream": "mvdream_sd15_animate3d_tiny_random.pt", "animate3d": "animate3d_motion_modules_tiny_random.ckpt",
-             "ip_adapter": "ip-adapter_sd15_tiny_random.safetensors", "clip_vision": "clip_vision_h_tiny_random.safetensors"}
+    names = {"mvdream": "mvdream_sd15_animate3d_tiny_random.pt",
+             "animate3d": "animate3d_motion_modules_tiny_random.ckpt",
+             "ip_adapter": "ip-adapter_sd15_tiny_random.safetensors",
+             "clip_vision": "clip_vision_h_tiny_random.safetensors"}
     layout = VideoLayout(4, FRAMES)
     views = torch.from_numpy(synthetic_condition_views(SIZE)).float() / 255
 
@@ -172,7 +175,8 @@ def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
     sampling = animate3d_model.patch_animate3d(model, loaded, conditions).get_model_object("model_sampling")
     alphas_cumprod = torch.cumprod(1 - make_betas("linear"), 0)
     reference_sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
-    report["sigmas_max_rel_diff"] = ((sampling.sigmas.double() - reference_sigmas).abs() / reference_sigmas).max().item()
+    relative = (sampling.sigmas.double() - reference_sigmas).abs() / reference_sigmas
+    report["sigmas_max_rel_diff"] = relative.max().item()
     print(json.dumps(report))
 
 

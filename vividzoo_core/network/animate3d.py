@@ -42,7 +42,8 @@ from .attention import AttentionFunction, multiview_attention, sdpa_attention
 from .motion_module import MotionModuleSet, TemporalSelfAttention, TokenGrid
 
 ANIMATE3D_MOTION_VERSION = "Animate3D"
-BLOCK_PATH = re.compile(r"^(down_blocks|up_blocks|mid_block)(?:\.(\d+))?\.attentions\.(\d+)\.transformer_blocks\.(\d+)$")
+BLOCK_PATH = re.compile(
+    r"^(down_blocks|up_blocks|mid_block)(?:\.(\d+))?\.attentions\.(\d+)\.transformer_blocks\.(\d+)$")
 
 
 def sine_position_encoding_2d(height: int, width: int, channels: int) -> torch.Tensor:
@@ -202,7 +203,7 @@ class Animate3DAttentionLayers(nn.Module):
         layers = cls(widths, context, ops)
         weights = {}
         for key, tensor in animate3d.processors.items():
-            path, _, name = key.partition(".attn1.processor.") if ".attn1." in key else key.partition(".attn2.processor.")
+            path, _, name = key.partition(".attn1.processor." if ".attn1." in key else ".attn2.processor.")
             weights[f"blocks.{path.replace('.', '_')}.{name.replace('_ip.0.', '_ip.')}"] = tensor
         if animate3d.image_projection is None:
             ip_adapter.check_fits(context, [widths[path] for path in layers.paths])
