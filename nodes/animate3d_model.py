@@ -55,11 +55,12 @@ from .patching import (
     KEY,
     LAYOUT_KEY,
     VideoSettings,
-    _attention_sites,
-    _comfy_attention,
+    attention_sites,
     check_video,
+    comfy_attention,
     pack_hook,
     patch_video_model,
+    unet_block,
 )
 
 CALL_KEY = "vividzoo_animate3d_call"
@@ -127,7 +128,7 @@ def patch_animate3d(model, loaded: LoadedAnimate3D, conditions: Animate3DConditi
     check_animate3d_fits(model, loaded)
     settings = VideoSettings(condition_cameras(), loaded.max_frames, model="animate3d")
     patched = patch_video_model(model, settings, loaded.motion.clone(), _reference_self_attention, BETA_SCHEDULE)
-    sites = _attention_sites(patched.model.diffusion_model)
+    sites = attention_sites(patched.model.diffusion_model)
     if loaded.unet_weights is not None:
         _set_unet_weights(patched, loaded)
     layers = loaded.layers.clone()
@@ -156,7 +157,7 @@ def check_animate3d_fits(model, loaded: LoadedAnimate3D) -> None:
     """Refuses Animate3D weights whose attention blocks or widths are not the MVDream ``model``'s."""
     layers = loaded.layers.model
     unet = model.model.diffusion_model
-    sites = _attention_sites(unet)
+    sites = attention_sites(unet)
     paths = [diffusers_block_path(*site) for site in sites]
     if sorted(paths) != sorted(layers.paths):
         raise VividZooError(f"{loaded.name} does not fit this MODEL: it has {len(layers.paths)} attention blocks, the "
@@ -176,9 +177,7 @@ def _transformer_block(unet, site: tuple[str, int, int]):
     from comfy.ldm.modules.attention import SpatialTransformer
 
     kind, number, depth = site
-    block = {"input": unet.input_blocks, "output": unet.output_blocks}[kind][number] if kind != "middle" \
-        else unet.middle_block
-    transformer = next(layer for layer in block if isinstance(layer, SpatialTransformer))
+    transformer = next(layer for layer in unet_block(unet, kind, number) if isinstance(layer, SpatialTransformer))
     return transformer.transformer_blocks[depth]
 
 
@@ -210,7 +209,7 @@ def _keep_block_input(n, context_attn1, value_attn1, extra_options):
 def _reference_self_attention(q, k, v, extra_options):
     call: Animate3DCall = extra_options[CALL_KEY]
     block = call.blocks[(*extra_options["block"], extra_options["block_index"])]
-    attention = functools.partial(_comfy_attention, precision=extra_options.get("attn_precision"))
+    attention = functools.partial(comfy_attention, precision=extra_options.get("attn_precision"))
     queries = block.to_q_i2v(extra_options.pop(BLOCK_INPUT_KEY))
     return reference_multiview_attention(q, k, v, queries, extra_options["n_heads"], extra_options[LAYOUT_KEY],
                                          block.to_out_i2v, attention)
@@ -220,7 +219,7 @@ def _reference_self_attention(q, k, v, extra_options):
 def _image_cross_attention(q, k, v, extra_options):
     call: Animate3DCall = extra_options[CALL_KEY]
     block = call.blocks[(*extra_options["block"], extra_options["block_index"])]
-    attention = functools.partial(_comfy_attention, precision=extra_options.get("attn_precision"))
+    attention = functools.partial(comfy_attention, precision=extra_options.get("attn_precision"))
     tokens = call.image_tokens.to(q)
     return decoupled_cross_attention(q, k, v, block.to_k_ip(tokens), block.to_v_ip(tokens), extra_options["n_heads"],
                                      call.ip_scale, attention)
@@ -251,7 +250,7 @@ def _with_condition_views(executor, x, t, c_concat=None, c_crossattn=None, contr
     layout, copies = _call_layout(transformer_options, x.shape[0])
     cond_or_uncond = transformer_options.get("cond_or_uncond", [0] * copies)
     layers: Animate3DAttentionLayers = executor.class_obj.current_patcher.get_attachment(ANIMATE3D_KEY).model
-    sites = _attention_sites(executor.class_obj.diffusion_model)
+    sites = attention_sites(executor.class_obj.diffusion_model)
     blocks = {site: layers[diffusers_block_path(*site)] for site in sites}
     call = Animate3DCall(blocks, image_tokens_for_batch(conditions, cond_or_uncond, layout).to(x.device),
                          conditions.ip_scale)

@@ -116,7 +116,7 @@ def patch_video_model(model, settings: VideoSettings, motion_patcher=None, self_
     if motion_patcher is not None:
         _add_motion_modules(patched, motion_patcher)
     patched.model_options["transformer_options"][KEY] = settings
-    for key in _attention_sites(patched.model.diffusion_model):
+    for key in attention_sites(patched.model.diffusion_model):
         patched.set_model_attn1_replace(self_attention, *key)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, _check_and_record_run)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _with_layout_and_cameras)
@@ -268,17 +268,13 @@ def _frames_in_call(transformer_options: dict, settings: VideoSettings, batch: i
 
 
 def _multiview_self_attention(q, k, v, extra_options):
-    attention = functools.partial(_comfy_attention, precision=extra_options.get("attn_precision"))
+    attention = functools.partial(comfy_attention, precision=extra_options.get("attn_precision"))
     return multiview_attention(q, k, v, extra_options["n_heads"], extra_options[LAYOUT_KEY], attention)
 
 
-def _comfy_attention(q, k, v, heads, precision=None):
+def comfy_attention(q, k, v, heads, precision=None):
+    """ComfyUI's selected attention kernel (for the motion modules and the attention replaces)."""
     return optimized_attention(q, k, v, heads, attn_precision=precision)
-
-
-def comfy_attention(q, k, v, heads):
-    """ComfyUI's selected attention kernel, for the motion modules."""
-    return optimized_attention(q, k, v, heads)
 
 
 @pack_hook
@@ -344,11 +340,16 @@ def ldm_block(kind: str, level: int | None, index: int) -> tuple[str, int]:
     return ("input", position + 1) if kind == "down_blocks" else ("output", position)
 
 
+def unet_block(unet, name: str, number: int):
+    """ComfyUI's UNet block ``("input" | "middle" | "output", number)``."""
+    if name == "middle":
+        return unet.middle_block
+    return {"input": unet.input_blocks, "output": unet.output_blocks}[name][number]
+
+
 def _host_block(unet, site: str):
     """The LDM block of a motion-module site (see :func:`ldm_block`)."""
-    name, number = ldm_block(*split_site(site))
-    return {"input": unet.input_blocks, "output": unet.output_blocks}[name][number] if name != "middle" \
-        else unet.middle_block
+    return unet_block(unet, *ldm_block(*split_site(site)))
 
 
 def _insert_position(block, site: str) -> int:
@@ -359,7 +360,7 @@ def _insert_position(block, site: str) -> int:
     return hosts[-1] + 1
 
 
-def _attention_sites(unet) -> list[tuple[str, int, int]]:
+def attention_sites(unet) -> list[tuple[str, int, int]]:
     """``(block name, block number, transformer index)`` of every transformer block (attn1 replace keys)."""
     sites = []
     named = [("input", i, b) for i, b in enumerate(unet.input_blocks)] + [("middle", 0, unet.middle_block)]
