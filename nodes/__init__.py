@@ -6,9 +6,8 @@ engine they adapt is ``vividzoo_core``; ``patching`` holds everything that touch
 
 from __future__ import annotations
 
-from typing_extensions import override
-
 from comfy_api.latest import ComfyExtension, io
+from typing_extensions import override
 
 from . import animate3d, apply, cameras, latent, loaders, sampler, video
 

@@ -57,17 +57,20 @@ class OrbitTrajectory(io.ComfyNode):
             display_name="Vivid-ZOO Orbit Trajectory",
             category="VividZoo/cameras",
             description="The ring of cameras turning around the object while it moves (a turntable): frame f is "
-                        "rotated by turn * f / frames, so a full turn loops seamlessly. The elevation can rise or "
-                        "fall over the clip. frames must equal the video's frame count.",
+            "rotated by turn * f / frames, so a full turn loops seamlessly. The elevation can rise or "
+            "fall over the clip. frames must equal the video's frame count.",
             inputs=[
                 _views(),
                 setting_input(FRAMES, tooltip="Frames of the video (the latent's frames)."),
                 setting_input(ELEVATION),
-                setting_input(ELEVATION, "elevation_end", "Elevation at the last frame (equal to elevation: constant)."),
+                setting_input(
+                    ELEVATION, "elevation_end", "Elevation at the last frame (equal to elevation: constant)."
+                ),
                 setting_input(AZIMUTH_START),
                 _azimuth_span(),
-                setting_input(TURN, tooltip="Degrees the whole ring turns over the clip (negative: the other way).",
-                              default=360.0),  # this node is the turntable: it turns unless told otherwise
+                setting_input(
+                    TURN, tooltip="Degrees the whole ring turns over the clip (negative: the other way).", default=360.0
+                ),  # this node is the turntable: it turns unless told otherwise
             ],
             outputs=[Cameras.Output(display_name="cameras", tooltip="Per-frame camera poses.")],
         )

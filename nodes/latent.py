@@ -23,9 +23,9 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
             display_name="Empty Multi-View Video Latent",
             category="VividZoo/latent",
             description="An empty latent batch of views x frames images, in the pack's order: frame by frame, the "
-                        "views of a frame side by side (image f * views + v). The paper's setting is 4 views x 16 "
-                        "frames x 256 px (about 6.1 to 7.5 GB of GPU memory in fp16); memory grows with views x frames "
-                        "(per context window) x width x height, and the 'info' output estimates it.",
+            "views of a frame side by side (image f * views + v). The paper's setting is 4 views x 16 "
+            "frames x 256 px (about 6.1 to 7.5 GB of GPU memory in fp16); memory grows with views x frames "
+            "(per context window) x width x height, and the 'info' output estimates it.",
             inputs=[
                 views_input("Camera views; must match the cameras."),
                 setting_input(FRAMES),
@@ -34,7 +34,9 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
             ],
             outputs=[
                 io.Latent.Output(tooltip="views x frames empty latents for a Vivid-ZOO MODEL."),
-                io.String.Output(display_name="info", tooltip="Image count and the GPU memory sampling needs (estimate)."),
+                io.String.Output(
+                    display_name="info", tooltip="Image count and the GPU memory sampling needs (estimate)."
+                ),
             ],
         )
 

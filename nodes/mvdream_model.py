@@ -27,7 +27,11 @@ import torch
 
 from ..vividzoo_core.checkpoints import SD15, MVDreamCheckpoint, load_mvdream
 from ..vividzoo_core.checkpoints.mvdream import (
-    CAMERA_INPUTS, UNET_PREFIX, TextEncoderShape, VaeShape, camera_as_adm,
+    CAMERA_INPUTS,
+    UNET_PREFIX,
+    TextEncoderShape,
+    VaeShape,
+    camera_as_adm,
 )
 from ..vividzoo_core.errors import CheckpointError
 
@@ -122,8 +126,13 @@ def _clip(checkpoint: MVDreamCheckpoint, model_config) -> comfy.sd.CLIP:
                                                         comfy.sd1_clip.SD1ClipModel)
         special_tokens = {"start": 49406, "end": 49407, "pad": 0}
         name = "h"
-    target.params = {"clip_name": name, "clip_model": comfy.sd1_clip.SDClipModel, "textmodel_json_config": _text_config(shape),
-                     "special_tokens": special_tokens, "return_projected_pooled": False}
+    target.params = {
+        "clip_name": name,
+        "clip_model": comfy.sd1_clip.SDClipModel,
+        "textmodel_json_config": _text_config(shape),
+        "special_tokens": special_tokens,
+        "return_projected_pooled": False,
+    }
     state = model_config.process_clip_state_dict(weights)
     return comfy.sd.CLIP(target, embedding_directory=folder_paths.get_folder_paths("embeddings"), tokenizer_data=state,
                          parameters=comfy.utils.calculate_parameters(state), state_dict=state)

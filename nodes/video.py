@@ -14,13 +14,12 @@ import folder_paths
 import torch
 from comfy.cli_args import args
 from comfy_api.latest import InputImpl, Types, io, ui
-
 from PIL import Image
 
 from ..vividzoo_core.errors import VividZooError
 from ..vividzoo_core.layout import VideoLayout
-from ..vividzoo_core.video import GRID_WEBP, MultiViewVideo, rescue_video, save_video_or_rescue, views_to_grid
 from ..vividzoo_core.settings import FPS, VIEWS
+from ..vividzoo_core.video import GRID_WEBP, MultiViewVideo, rescue_video, save_video_or_rescue, views_to_grid
 from .inputs import numbers_in_range, setting_input, views_input
 from .types import Cameras
 

@@ -16,9 +16,10 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from custom_nodes import PACK_PACKAGE as PACKAGE
 from custom_nodes import REPO, import_custom_nodes

@@ -175,7 +175,9 @@ def test_the_256px_step_from_the_forward_equals_the_original(network):
 
 
 def test_free_init_filter_and_mixing_equal_the_original():
-    assert torch.allclose(butterworth_low_pass(15, 32, 32), FIXTURES["freeinit.filter_256px_16frames"], atol=1e-7, rtol=0)
+    assert torch.allclose(
+        butterworth_low_pass(15, 32, 32), FIXTURES["freeinit.filter_256px_16frames"], atol=1e-7, rtol=0
+    )
     scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
     scheduler.set_timesteps(25)
     generator = torch.Generator().manual_seed(22)
@@ -248,7 +250,9 @@ def test_a_whole_short_run_with_free_init_equals_the_original(files, monkeypatch
     settings = Animate3DSettings("a prompt", frames=frames, width=size, height=size, seed=META["seed"], steps=3,
                                  free_init_iterations=2)
     steps = []
-    latents = pipeline.denoise(settings, synthetic_condition_views(condition), lambda step, total: steps.append((step, total)))
+    latents = pipeline.denoise(
+        settings, synthetic_condition_views(condition), lambda step, total: steps.append((step, total))
+    )
     assert steps == [(i, 6) for i in range(1, 7)]
     assert close(layout_to_video(latents), f["short_run_3_steps_2_free_init"], 1e-4)
 

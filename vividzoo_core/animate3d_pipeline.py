@@ -36,6 +36,7 @@ from .checkpoints.animate3d import load_animate3d
 from .checkpoints.clip_vision import load_clip_vision
 from .checkpoints.ip_adapter import load_ip_adapter
 from .checkpoints.mvdream import load_mvdream
+from .devices import resolve_device, resolve_dtype
 from .diffusers_host import (
     build_text_encoder,
     build_vae,
@@ -52,11 +53,20 @@ from .errors import VividZooError
 from .freeinit import butterworth_low_pass, reinitialise
 from .layout import VideoLayout
 from .memory import available_bytes, check_fits
-from .devices import resolve_device, resolve_dtype
 from .pipeline import VividZooPipeline
 from .schedules import MVDREAM_BETA_SCHEDULE, ddim_scheduler
 from .settings import CFG as CFG_SETTING
-from .settings import FPS, FREE_INIT_ITERATIONS, IP_SCALE, MOST_FRAMES_AT_ONCE, NEGATIVE, SEED, SETTINGS, WIDTH, random_seed
+from .settings import (
+    FPS,
+    FREE_INIT_ITERATIONS,
+    IP_SCALE,
+    MOST_FRAMES_AT_ONCE,
+    NEGATIVE,
+    SEED,
+    SETTINGS,
+    WIDTH,
+    random_seed,
+)
 from .settings import FRAMES as FRAMES_SETTING
 from .video import MultiViewVideo
 
@@ -135,7 +145,9 @@ def check_condition_images(images: Any, what: str = "condition images") -> torch
         return stacked.float() / 255
     stacked = stacked.float()
     if stacked.min() < 0 or stacked.max() > 1:
-        raise VividZooError(f"{what}: float pixel values must be in [0, 1], got {stacked.min():.3g} to {stacked.max():.3g}")
+        raise VividZooError(
+            f"{what}: float pixel values must be in [0, 1], got {stacked.min():.3g} to {stacked.max():.3g}"
+        )
     return stacked
 
 
@@ -191,8 +203,15 @@ class Animate3DPipeline:
         self.memory_available: Callable[[], int | None] = lambda: available_bytes(device)
 
     @classmethod
-    def from_files(cls, mvdream: str | Path, animate3d: str | Path, clip_vision: str | Path,
-                   ip_adapter: str | Path | None = None, device: str = "auto", dtype: str = "auto") -> Animate3DPipeline:
+    def from_files(
+        cls,
+        mvdream: str | Path,
+        animate3d: str | Path,
+        clip_vision: str | Path,
+        ip_adapter: str | Path | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+    ) -> Animate3DPipeline:
         """MVDream (VAE, text encoder; its UNet unless ``animate3d`` is the whole-UNet form), the Animate3D file,
         the CLIP image encoder and (for the modules-only form) the IP-Adapter."""
         torch_device = resolve_device(device)

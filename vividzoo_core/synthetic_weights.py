@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -54,10 +54,14 @@ TINY_SD15 = ModelSizes(
     _unet(SD15, 32, (1, 2, 2, 2), 64), VaeShape(32, (1, 2, 2, 2), 1, 4), TextEncoderShape("clip", 64, 2, 128, 49408, 77)
 )
 TINY_SD21 = ModelSizes(
-    _unet(SD21, 64, (1, 2, 2, 2), 64), VaeShape(32, (1, 2, 2, 2), 1, 4), TextEncoderShape("open_clip", 64, 3, 256, 49408, 77)
+    _unet(SD21, 64, (1, 2, 2, 2), 64),
+    VaeShape(32, (1, 2, 2, 2), 1, 4),
+    TextEncoderShape("open_clip", 64, 3, 256, 49408, 77),
 )
 FULL_SD15 = ModelSizes(
-    _unet(SD15, 320, (1, 2, 4, 4), 768), VaeShape(128, (1, 2, 4, 4), 2, 4), TextEncoderShape("clip", 768, 12, 3072, 49408, 77)
+    _unet(SD15, 320, (1, 2, 4, 4), 768),
+    VaeShape(128, (1, 2, 4, 4), 2, 4),
+    TextEncoderShape("clip", 768, 12, 3072, 49408, 77),
 )
 
 
@@ -447,7 +451,9 @@ TINY_ANIMATE3D = ModelSizes(
     _unet(SD15, 32, (1, 2, 4, 4), 64), VaeShape(32, (1, 2, 2, 2), 1, 4), TextEncoderShape("clip", 64, 2, 128, 49408, 77)
 )
 TINY_CLIP_VISION = ClipVisionShape(width=64, layers=2, intermediate=128, patch=14, image_size=224, projection=32)
-FULL_CLIP_VISION_H = ClipVisionShape(width=1280, layers=32, intermediate=5120, patch=14, image_size=224, projection=1024)
+FULL_CLIP_VISION_H = ClipVisionShape(
+    width=1280, layers=32, intermediate=5120, patch=14, image_size=224, projection=1024
+)
 IP_ADAPTER_TOKENS = 4
 
 
@@ -505,7 +511,8 @@ def spatial_attention_sites(shape: UNetShape) -> list[tuple[str, int]]:
 
 def ip_adapter_spec(shape: UNetShape, clip_width: int) -> Spec:
     """IP-Adapter (SD 1.5 layout) flattened as in ``ip-adapter_sd15.safetensors``: ``image_proj.{proj,norm}.*``
-    and ``ip_adapter.{2i+1}.to_{k,v}_ip.weight`` for the i-th cross-attention in :func:`spatial_attention_sites` order."""
+    and ``ip_adapter.{2i+1}.to_{k,v}_ip.weight`` for the i-th cross-attention in :func:`spatial_attention_sites`
+    order."""
     context = shape.context_dim
     spec: Spec = {}
     _linear(spec, "image_proj.proj", IP_ADAPTER_TOKENS * context, clip_width)
@@ -580,13 +587,19 @@ def nested_ip_adapter(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torc
     return nested
 
 
-def animate3d_state_dict(shape: UNetShape, seed: int = 6, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def animate3d_state_dict(
+    shape: UNetShape, seed: int = 6, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
     """The modules-only form, every tensor random (the zero-initialised branches too, so none hides)."""
     return materialise(animate3d_spec(shape), torch.Generator().manual_seed(seed), dtype, all_random=True)
 
 
-def animate3d_full_state_dict(mvdream_unet: dict[str, torch.Tensor], shape: UNetShape,
-                              ip_adapter: dict[str, torch.Tensor], modules: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def animate3d_full_state_dict(
+    mvdream_unet: dict[str, torch.Tensor],
+    shape: UNetShape,
+    ip_adapter: dict[str, torch.Tensor],
+    modules: dict[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
     """The whole-UNet form: the MVDream UNet (LDM names, no prefix) and the IP-Adapter in the diffusers names
     Animate3D's UNet gives them, plus the trained modules."""
     from diffusers.loaders.single_file_utils import (

@@ -7,11 +7,18 @@ import os
 import subprocess
 import time
 import urllib.error
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from comfyui_harness import (
-    PACK_NAME, REPO, SKIP_REASON, ComfyServer, free_port, write_weights, comfyui_dir, comfyui_python,
+    PACK_NAME,
+    REPO,
+    SKIP_REASON,
+    ComfyServer,
+    comfyui_dir,
+    comfyui_python,
+    free_port,
+    write_weights,
 )
 
 
@@ -50,10 +57,10 @@ def start_server(base) -> Iterator[ComfyServer]:
         try:
             server.get("/object_info/VividZoo_Sampler")
             break
-        except (urllib.error.URLError, ConnectionError, KeyError):
+        except (urllib.error.URLError, ConnectionError, KeyError) as error:
             if process.poll() is not None or time.time() > deadline:
                 process.kill()
-                raise RuntimeError(f"ComfyUI did not start; its log:\n{log.read_text()[-4000:]}")
+                raise RuntimeError(f"ComfyUI did not start; its log:\n{log.read_text()[-4000:]}") from error
             time.sleep(0.5)
     yield server
     process.terminate()

@@ -26,14 +26,13 @@ def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
     import torch
 
     import_custom_nodes(Path(pack_dir))
+    import folder_paths
     from vividzoo_pack.nodes.loaders import AlignmentLoader, MotionModuleLoader
     from vividzoo_pack.nodes.mvdream_model import load_mvdream_model
     from vividzoo_pack.nodes.patching import patch_vividzoo
     from vividzoo_pack.vividzoo_core.cameras import moving_orbit
     from vividzoo_pack.vividzoo_core.layout import VideoLayout
     from vividzoo_pack.vividzoo_core.pipeline import VividZooPipeline
-
-    import folder_paths
 
     weights = Path(weights_dir)
     folder_paths.add_model_folder_path("animatediff_models", str(weights))
@@ -85,16 +84,20 @@ def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
     report = {}
     for cfg in (1.0, 7.5):
         ours, reference = comfy_eps(cfg), standalone_eps(cfg)
-        report[f"cfg_{cfg}"] = {"max_abs_diff": (ours - reference).abs().max().item(),
-                                "rms_rel_diff": ((ours - reference).pow(2).mean() / reference.pow(2).mean()).sqrt().item(),
-                                "scale": reference.abs().max().item()}
+        report[f"cfg_{cfg}"] = {
+            "max_abs_diff": (ours - reference).abs().max().item(),
+            "rms_rel_diff": ((ours - reference).pow(2).mean() / reference.pow(2).mean()).sqrt().item(),
+            "scale": reference.abs().max().item(),
+        }
     tokens = clip.tokenize("a corgi running, 3d asset")
     comfy_context = clip.encode_from_tokens(tokens).float()
     report["clip"] = {"max_abs_diff": (comfy_context - context[1:2]).abs().max().item(),
                       "scale": context.abs().max().item()}
     sigmas = sampling.sigmas.double()
     alphas_cumprod = torch.cumprod(1 - standalone_betas(), 0)
-    report["sigmas_max_rel_diff"] = ((sigmas - ((1 - alphas_cumprod) / alphas_cumprod).sqrt()).abs() / sigmas).max().item()
+    report["sigmas_max_rel_diff"] = (
+        ((sigmas - ((1 - alphas_cumprod) / alphas_cumprod).sqrt()).abs() / sigmas).max().item()
+    )
     print(json.dumps(report))
 
 

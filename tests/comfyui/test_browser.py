@@ -9,9 +9,9 @@ Needs Chromium (``VIVIDZOO_CHROMIUM``, default /usr/bin/chromium) and the ``play
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from comfyui_harness import ComfyServer
@@ -31,14 +31,17 @@ PROBLEMS = """() => {
   visit(app.graph);
   return {missing, broken, count: app.graph.nodes.length};
 }"""
-LOAD = "async ([wf, models]) => { await app.loadGraphData(wf, true, true, null, {showMissingNodesDialog: false, showMissingModelsDialog: models}); }"
+LOAD = ("async ([wf, models]) => { await app.loadGraphData(wf, true, true, null, "
+        "{showMissingNodesDialog: false, showMissingModelsDialog: models}); }")
 
 
 @pytest.fixture(scope="module")
 def chromium():
     playwright = pytest.importorskip("playwright.sync_api", reason="browser test SKIPPED: pip install playwright")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"browser test SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium, or set VIVIDZOO_CHROMIUM)")
+        pytest.skip(
+            f"browser test SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium, or set VIVIDZOO_CHROMIUM)"
+        )
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -16,8 +16,12 @@ from vividzoo_core.synthetic_weights import (
 
 def run_script(name: str, weights) -> dict:
     root = comfyui_dir()
-    result = subprocess.run([comfyui_python(root), str(Path(__file__).with_name(name)), str(root), str(REPO), str(weights)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [comfyui_python(root), str(Path(__file__).with_name(name)), str(root), str(REPO), str(weights)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -137,7 +137,9 @@ def test_bad_inputs_are_node_errors_and_the_server_keeps_serving(comfy_server, c
 
 
 def test_cancel_stops_a_run_promptly(comfy_server):
-    prompt_id, refused = comfy_server.queue(graph(frames=4, steps=STEPS.high, sampler="vividzoo", prefix="VividZoo/cancel"))
+    prompt_id, refused = comfy_server.queue(
+        graph(frames=4, steps=STEPS.high, sampler="vividzoo", prefix="VividZoo/cancel")
+    )
     assert refused is None
     deadline = time.time() + 120
     while time.time() < deadline and not comfy_server.get("/queue")["queue_running"]:
@@ -195,9 +197,20 @@ def test_stock_samplers_run_the_patched_model(comfy_server, sampler):
     prompt = graph(frames=3, prefix=f"VividZoo/{sampler}")
     common = {"model": ["8", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["7", 0], "cfg": 7.5}
     if sampler == "KSamplerAdvanced":
-        prompt["9"] = {"class_type": "KSamplerAdvanced", "inputs": {
-            **common, "add_noise": "enable", "noise_seed": 3, "steps": 2, "sampler_name": "ddim",
-            "scheduler": "ddim_uniform", "start_at_step": 0, "end_at_step": 10000, "return_with_leftover_noise": "disable"}}
+        prompt["9"] = {
+            "class_type": "KSamplerAdvanced",
+            "inputs": {
+                **common,
+                "add_noise": "enable",
+                "noise_seed": 3,
+                "steps": 2,
+                "sampler_name": "ddim",
+                "scheduler": "ddim_uniform",
+                "start_at_step": 0,
+                "end_at_step": 10000,
+                "return_with_leftover_noise": "disable",
+            },
+        }
     else:
         prompt["12"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
         prompt["13"] = {"class_type": "BasicScheduler", "inputs": {"model": ["8", 0], "scheduler": "normal", "steps": 2,
@@ -212,14 +225,31 @@ def test_stock_samplers_run_the_patched_model(comfy_server, sampler):
 def test_view_nodes_feed_stock_image_nodes_and_the_vae_works_both_ways(comfy_server):
     prompt = graph(frames=3, prefix="VividZoo/views")
     prompt["12"] = {"class_type": "VividZoo_SelectView", "inputs": {"images": ["10", 0], "views": 4, "view": 2}}
-    prompt["13"] = {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["12", 0], "filename_prefix": "VividZoo/view2",
-                                                                "fps": 8.0, "lossless": False, "quality": 80,
-                                                                "method": "default"}}
+    prompt["13"] = {
+        "class_type": "SaveAnimatedWEBP",
+        "inputs": {
+            "images": ["12", 0],
+            "filename_prefix": "VividZoo/view2",
+            "fps": 8.0,
+            "lossless": False,
+            "quality": 80,
+            "method": "default",
+        },
+    }
     prompt["14"] = {"class_type": "VividZoo_ViewsToGrid", "inputs": {"images": ["10", 0], "views": 4, "columns": 2}}
     prompt["15"] = {"class_type": "PreviewImage", "inputs": {"images": ["14", 0]}}
     prompt["16"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["14", 0], "vae": ["1", 2]}}
-    prompt["17"] = {"class_type": "VAEDecodeTiled", "inputs": {"samples": ["16", 0], "vae": ["1", 2], "tile_size": 64,
-                                                               "overlap": 32, "temporal_size": 64, "temporal_overlap": 8}}
+    prompt["17"] = {
+        "class_type": "VAEDecodeTiled",
+        "inputs": {
+            "samples": ["16", 0],
+            "vae": ["1", 2],
+            "tile_size": 64,
+            "overlap": 32,
+            "temporal_size": 64,
+            "temporal_overlap": 8,
+        },
+    }
     prompt["18"] = {"class_type": "PreviewImage", "inputs": {"images": ["17", 0]}}
     entry = comfy_server.run(prompt)
     assert entry["status"]["status_str"] == "success", error_message(entry)
@@ -349,23 +379,51 @@ def with_views_node(prompt: dict, sizes: list[tuple[int, int]]) -> dict:
     return prompt
 
 
-@pytest.mark.parametrize("make, node, message", [
-    (lambda: animate3d_graph(views=3), "VividZoo_Animate3DCondition", "exactly 4 views of the object"),
-    (lambda: with_views_node(animate3d_graph(), [(64, 64)] * 3 + [(48, 64)]), "VividZoo_Animate3DViews",
-     "the 4 views must have the same size, got 64x64, 64x64, 64x64, 48x64"),
-    (lambda: animate3d_graph(frames=33), "VividZoo_Animate3DCondition", "frames must be 2 to 32"),
-    (lambda: animate3d_graph(view_width=64, view_height=32), "VividZoo_Animate3DCondition",
-     "the condition views are 64x32 but the video is 64x64"),
-    (lambda: animate3d_graph(ip_adapter=SDXL_IP_ADAPTER_NAME), "VividZoo_Animate3DLoader",
-     "this is an SDXL IP-Adapter"),
-    (lambda: animate3d_graph(clip_vision=WIDE_CLIP_VISION_NAME), "VividZoo_Animate3DLoader",
-     f"gives 48-wide image embeddings but {IP_ADAPTER_NAME} reads 32-wide ones"),
-    (lambda: animate3d_graph(animate3d=ALIGNMENT_NAME), "VividZoo_Animate3DLoader",
-     "this is a Vivid-ZOO alignment file, not Animate3D's model"),
-    (lambda: graph(motion=ANIMATE3D_NAME), "VividZoo_MotionModuleLoader", "this is Animate3D's trained model"),
-    (lambda: animate3d_graph(ip_adapter=IN_THE_FILE), "VividZoo_Animate3DLoader", "holds only Animate3D's modules"),
-], ids=["three_views", "views_of_different_sizes", "too_many_frames", "aspect_ratio", "sdxl_ip_adapter", "clip_vision_width",
-        "alignment_as_animate3d", "animate3d_as_motion_module", "modules_without_ip_adapter"])
+@pytest.mark.parametrize(
+    "make, node, message",
+    [
+        (lambda: animate3d_graph(views=3), "VividZoo_Animate3DCondition", "exactly 4 views of the object"),
+        (
+            lambda: with_views_node(animate3d_graph(), [(64, 64)] * 3 + [(48, 64)]),
+            "VividZoo_Animate3DViews",
+            "the 4 views must have the same size, got 64x64, 64x64, 64x64, 48x64",
+        ),
+        (lambda: animate3d_graph(frames=33), "VividZoo_Animate3DCondition", "frames must be 2 to 32"),
+        (
+            lambda: animate3d_graph(view_width=64, view_height=32),
+            "VividZoo_Animate3DCondition",
+            "the condition views are 64x32 but the video is 64x64",
+        ),
+        (
+            lambda: animate3d_graph(ip_adapter=SDXL_IP_ADAPTER_NAME),
+            "VividZoo_Animate3DLoader",
+            "this is an SDXL IP-Adapter",
+        ),
+        (
+            lambda: animate3d_graph(clip_vision=WIDE_CLIP_VISION_NAME),
+            "VividZoo_Animate3DLoader",
+            f"gives 48-wide image embeddings but {IP_ADAPTER_NAME} reads 32-wide ones",
+        ),
+        (
+            lambda: animate3d_graph(animate3d=ALIGNMENT_NAME),
+            "VividZoo_Animate3DLoader",
+            "this is a Vivid-ZOO alignment file, not Animate3D's model",
+        ),
+        (lambda: graph(motion=ANIMATE3D_NAME), "VividZoo_MotionModuleLoader", "this is Animate3D's trained model"),
+        (lambda: animate3d_graph(ip_adapter=IN_THE_FILE), "VividZoo_Animate3DLoader", "holds only Animate3D's modules"),
+    ],
+    ids=[
+        "three_views",
+        "views_of_different_sizes",
+        "too_many_frames",
+        "aspect_ratio",
+        "sdxl_ip_adapter",
+        "clip_vision_width",
+        "alignment_as_animate3d",
+        "animate3d_as_motion_module",
+        "modules_without_ip_adapter",
+    ],
+)
 def test_bad_animate3d_inputs_are_one_line_node_errors(comfy_server, make, node, message):
     entry = comfy_server.run(make())
     assert entry["status"]["status_str"] == "error"

@@ -13,8 +13,9 @@ from urllib.parse import parse_qs, urlparse
 import av
 import pytest
 from comfyui_harness import REPO, comfy_run
-from vividzoo_core.video import GRID_MP4, GRID_WEBP
 from workflow_schema import SNAPSHOT, WORKFLOWS, load, normalise, shipped_workflows, widgets
+
+from vividzoo_core.video import GRID_MP4, GRID_WEBP
 
 LIMIT_FRAMES = 32  # AnimateDiff v2's position encoding
 
@@ -49,7 +50,7 @@ def small_copy(workflow: dict, schema: dict) -> dict:
         names = [name for name, _, _ in widgets(schema[node["type"]])]
         values = node.get("widgets_values")
 
-        def set_value(name, value):
+        def set_value(name, value, values=values, names=names):
             values[names.index(name)] = value
 
         if node["type"] == "VividZoo_EmptyMultiViewVideoLatent":

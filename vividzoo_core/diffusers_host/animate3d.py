@@ -105,7 +105,9 @@ class Animate3DUNet(VividZooUNet):
 
     def cross_attention_paths(self) -> list[str]:
         """diffusers paths of the ``attn2`` layers in ``attn_processors`` order (the IP-Adapter's numbering)."""
-        return [name[: -len(".attn2.processor")] for name in self.unet.attn_processors if name.endswith("attn2.processor")]
+        return [
+            name[: -len(".attn2.processor")] for name in self.unet.attn_processors if name.endswith("attn2.processor")
+        ]
 
     def image_tokens(self, image_embeds: torch.Tensor) -> torch.Tensor:
         """``(batch, width)`` CLIP image embeddings -> ``(batch, 4, context)`` IP-Adapter tokens."""
@@ -140,7 +142,9 @@ def build_animate3d_unet(mvdream: MVDreamCheckpoint, animate3d: Animate3DCheckpo
             unet = UNet2DConditionModel(**unet_config(mvdream.unet_shape))
         load_strict(unet, animate3d.unet, "UNet", animate3d.path)
         unet = unet.eval().requires_grad_(False)
-    width = ip_adapter.clip_width if ip_adapter is not None else animate3d.image_projection["image_embeds.weight"].shape[1]
+    width = (
+        ip_adapter.clip_width if ip_adapter is not None else animate3d.image_projection["image_embeds.weight"].shape[1]
+    )
     if clip_vision is not None:
         clip_vision.check_fits(width, (ip_adapter or animate3d).path.name)
     network = Animate3DUNet(unet, animate3d_motion_modules(animate3d), width, ip_scale)
