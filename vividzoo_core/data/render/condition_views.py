@@ -41,8 +41,7 @@ from ...cameras import THREESTUDIO_AZIMUTH_OFFSET as AZIMUTH_OFFSET
 from ...cameras import CameraRig
 from ...errors import VividZooError
 from .batch import ASSET_SUFFIXES, require_bpy, run_worker
-from .settings import DEVICES, ENGINES, RenderSettings
-from .worker import CONDITION_VIEWS_TASK
+from .settings import CONDITION_VIEWS_TASK, DEVICES, ENGINES, RenderSettings
 
 CAMERA_DISTANCE = 3.0
 """``eval_camera_distance`` of the static render, in units of the scene sphere."""

@@ -21,6 +21,9 @@ import numpy as np
 
 from ...cameras import DEFAULT_FOV_DEGREES, DEFAULT_RADIUS
 
+CONDITION_VIEWS_TASK = "condition_views"
+"""A worker job that renders an asset's 4 condition views (:mod:`.condition_views`) instead of its animations."""
+
 FRAME_FILL = 0.9
 ENGINES = ("cycles", "eevee")
 DEVICES = ("cpu", "gpu")

@@ -24,10 +24,9 @@ from typing import Any
 from ...cameras import CAMERAS_FILE, orbit
 from ..format import CAPTION_FILE, frame_path
 from .batch import write_atomically
-from .settings import RenderSettings, frame_times, object_draws
+from .settings import CONDITION_VIEWS_TASK, RenderSettings, frame_times, object_draws
 
 RENDER_FILE = "render.json"
-CONDITION_VIEWS_TASK = "condition_views"
 """A job's ``task`` for :mod:`.condition_views`; a job without one renders an asset's animations into a dataset."""
 
 
