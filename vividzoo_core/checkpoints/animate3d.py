@@ -26,6 +26,7 @@ import torch
 
 from ..errors import CheckpointError
 from .files import LoadedFile, read_checkpoint
+from .ip_adapter import is_ip_adapter
 
 ANIMATE3D_DOWNLOAD_HINT = (
     "Animate3D's trained model is animate3d_motion_modules.ckpt (huggingface.co/yanqinJiang/animate3d), "
@@ -160,6 +161,6 @@ def _not_animate3d_reason(loaded: LoadedFile) -> str:
         return (
             f"this is a Stable Diffusion / MVDream checkpoint, not Animate3D's trained model. {ANIMATE3D_DOWNLOAD_HINT}"
         )
-    if {"image_proj", "ip_adapter"} & set(loaded.extras) or any(k.startswith("image_proj.") for k in keys):
+    if is_ip_adapter(loaded):
         return f"this is an IP-Adapter, not Animate3D's trained model. {ANIMATE3D_DOWNLOAD_HINT}"
     return f"no Animate3D weights found (motion modules with spatial attention). {ANIMATE3D_DOWNLOAD_HINT}"

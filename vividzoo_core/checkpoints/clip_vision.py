@@ -17,6 +17,7 @@ import torch
 
 from ..errors import CheckpointError
 from .files import LoadedFile, read_checkpoint
+from .ip_adapter import is_ip_adapter
 
 CLIP_VISION_DOWNLOAD_HINT = (
     "Animate3D's IP-Adapter needs the CLIP ViT-H/14 image encoder: h94/IP-Adapter "
@@ -76,9 +77,15 @@ def load_clip_vision(path: str | Path) -> ClipVisionCheckpoint:
     return parse_clip_vision(read_checkpoint(path))
 
 
+def is_clip_vision(loaded: LoadedFile) -> bool:
+    """Whether a file's names are a CLIP image encoder's (Hugging Face layout); :func:`parse_clip_vision` checks
+    the rest."""
+    return any(key.startswith("vision_model.") for key in loaded.tensors)
+
+
 def parse_clip_vision(loaded: LoadedFile) -> ClipVisionCheckpoint:
     path, tensors = loaded.path, loaded.tensors
-    if not any(k.startswith("vision_model.") for k in tensors):
+    if not is_clip_vision(loaded):
         raise CheckpointError(path, _not_clip_vision_reason(loaded))
     if "visual_projection.weight" not in tensors:
         raise CheckpointError(
@@ -119,8 +126,6 @@ def _not_clip_vision_reason(loaded: LoadedFile) -> str:
     if any(k.startswith("visual.") for k in keys):
         return (f"this is an OpenCLIP-format image encoder (visual.*); use the Hugging Face-format file. "
                 f"{CLIP_VISION_DOWNLOAD_HINT}")
-    if any(k.startswith(("image_proj", "ip_adapter")) for k in keys) or {"image_proj", "ip_adapter"} & set(
-        loaded.extras
-    ):
+    if is_ip_adapter(loaded):
         return f"this is an IP-Adapter, not its image encoder. {CLIP_VISION_DOWNLOAD_HINT}"
     return f"no CLIP image encoder weights found (vision_model.*). {CLIP_VISION_DOWNLOAD_HINT}"

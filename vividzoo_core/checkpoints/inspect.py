@@ -11,7 +11,7 @@ import torch
 from .alignment import FORMAT as ALIGNMENT_FORMAT
 from .alignment import parse_alignment
 from .animate3d import is_animate3d, parse_animate3d
-from .clip_vision import parse_clip_vision
+from .clip_vision import is_clip_vision, parse_clip_vision
 from .files import LoadedFile, read_checkpoint
 from .ip_adapter import ip_adapter_parts, parse_ip_adapter
 from .motion import VERSION_NAMES, has_motion_modules, parse_motion_module
@@ -60,7 +60,7 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
             layers=len(ip_adapter.layers),
             parameters=ip_adapter.parameter_count,
         )
-    elif any(key.startswith("vision_model.") for key in loaded.tensors):
+    elif is_clip_vision(loaded):
         clip_vision = parse_clip_vision(loaded)
         shape = clip_vision.shape
         report.update(

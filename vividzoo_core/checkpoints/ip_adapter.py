@@ -72,6 +72,12 @@ def load_ip_adapter(path: str | Path) -> IPAdapterCheckpoint:
     return parse_ip_adapter(read_checkpoint(path))
 
 
+def is_ip_adapter(loaded: LoadedFile) -> bool:
+    """Whether a file's names are an IP-Adapter's (either layout); :func:`parse_ip_adapter` checks the rest."""
+    return bool({"image_proj", "ip_adapter"} & set(loaded.extras)) or any(
+        key.startswith(("image_proj.", "ip_adapter.")) for key in loaded.tensors)
+
+
 def ip_adapter_parts(loaded: LoadedFile) -> tuple[dict, dict] | None:
     """``(image_proj, ip_adapter)`` tensors of either layout, or None when the file has neither part."""
     if isinstance(loaded.extras.get("image_proj"), dict) and isinstance(loaded.extras.get("ip_adapter"), dict):

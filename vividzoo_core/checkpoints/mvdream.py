@@ -18,7 +18,10 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from .animate3d import is_animate3d
+from .clip_vision import is_clip_vision
 from .files import LoadedFile, read_checkpoint
+from .ip_adapter import is_ip_adapter
 from .motion import has_motion_modules
 
 SD15 = "sd15"
@@ -238,13 +241,11 @@ def _not_mvdream_reason(loaded: LoadedFile) -> str:
     keys = loaded.tensors.keys()
     if loaded.metadata.get("format") == "vividzoo-alignment":
         return "this is a Vivid-ZOO alignment file; load it as the alignment, not as the MVDream model"
-    if any(marker in k for k in keys for marker in (".processor.to_q_sp.", ".processor.to_q_i2v.")):
+    if is_animate3d(loaded):
         return "this is Animate3D's trained model (animate3d_motion_modules.ckpt); load it as the Animate3D model"
-    if any(k.startswith(("image_proj.", "ip_adapter.")) for k in keys) or {"image_proj", "ip_adapter"} & set(
-        loaded.extras
-    ):
+    if is_ip_adapter(loaded):
         return "this is an IP-Adapter; load it as the IP-Adapter, not as the MVDream model"
-    if any(k.startswith("vision_model.") for k in keys):
+    if is_clip_vision(loaded):
         return "this is a CLIP image encoder; load it as the CLIP vision model, not as the MVDream model"
     if has_motion_modules(keys):
         return "this is an AnimateDiff motion module; load it as the motion module, not as the MVDream model"
