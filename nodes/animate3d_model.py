@@ -35,6 +35,7 @@ import comfy.utils
 import torch
 
 from ..vividzoo_core.animate3d_pipeline import (
+    BETA_SCHEDULE,
     condition_cameras,
     layout_to_video,
     video_to_layout,
@@ -65,7 +66,6 @@ from .patching import (
 
 CALL_KEY = "vividzoo_animate3d_call"
 BLOCK_INPUT_KEY = "vividzoo_animate3d_block_input"
-BETA_SCHEDULE = "linear"
 NOT_A_VIDEO_MODEL = (
     "this MODEL is not a Vivid-ZOO or Animate3D video model: connect the MODEL output of 'Animate3D Condition' "
     "(or of 'Apply Vivid-ZOO')"

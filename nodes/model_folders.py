@@ -11,11 +11,13 @@ import os
 
 import folder_paths
 
-VIVIDZOO = "vividzoo"
-MOTION = "animatediff_models"
+from ..vividzoo_core.checkpoints.files import COMFYUI_FOLDERS
+
+VIVIDZOO = COMFYUI_FOLDERS["mvdream"]
+MOTION = COMFYUI_FOLDERS["motion"]
 CHECKPOINTS = "checkpoints"
-IP_ADAPTER = "ipadapter"
-CLIP_VISION = "clip_vision"
+IP_ADAPTER = COMFYUI_FOLDERS["ipadapter"]
+CLIP_VISION = COMFYUI_FOLDERS["clipvision"]
 
 
 def register(name: str) -> None:

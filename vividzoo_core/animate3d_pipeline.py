@@ -54,7 +54,7 @@ from .freeinit import butterworth_low_pass, reinitialise
 from .layout import VideoLayout
 from .memory import available_bytes, check_fits
 from .pipeline import VividZooPipeline
-from .schedules import MVDREAM_BETA_SCHEDULE, ddim_scheduler
+from .schedules import MVDREAM_BETA_SCHEDULE, PAPER_BETA_SCHEDULE, ddim_scheduler
 from .settings import CFG as CFG_SETTING
 from .settings import (
     FPS,
@@ -76,6 +76,8 @@ ELEVATION = 15.0
 AZIMUTH_START = THREESTUDIO_AZIMUTH_OFFSET  # Animate3D's azimuth 0 (threestudio: from +x towards +y) is our 90
 STEPS = 25
 """Animate3D's ``inference.yaml`` (the Vivid-ZOO paper samples 50)."""
+BETA_SCHEDULE = PAPER_BETA_SCHEDULE
+"""Animate3D's ``noise_scheduler_kwargs``: linear betas 0.00085 to 0.012, as AnimateDiff and the Vivid-ZOO paper."""
 CFG = CFG_SETTING.default
 FRAMES = FRAMES_SETTING.default
 SIZE = WIDTH.default
@@ -272,7 +274,7 @@ class Animate3DPipeline:
         h, w = settings.height // 8, settings.width // 8
         generator = torch.Generator().manual_seed(settings.seed)
         posterior_noise = torch.randn((VIEWS, 4, h, w), generator=generator)
-        scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+        scheduler = ddim_scheduler(BETA_SCHEDULE, set_alpha_to_one=True)
         noise = torch.randn((VIEWS, 4, settings.frames - 1, h, w), generator=generator) * scheduler.init_noise_sigma
         image_embeds = self.image_embeddings(views)
         first = self.condition_latents(views, settings.width, settings.height, posterior_noise)

@@ -20,6 +20,7 @@ import torch
 
 from .checkpoints.alignment import alignment_checkpoint, save_alignment
 from .checkpoints.clip_vision import ClipVisionShape
+from .checkpoints.files import COMFYUI_FOLDERS
 from .checkpoints.motion import POSITION_ENCODING_LENGTHS, unet_sites
 from .checkpoints.mvdream import (
     CLIP_PREFIX,
@@ -409,9 +410,6 @@ def write_test_weights(directory: str | Path, full_size: bool = False, dtype: to
     return RandomWeights(mvdream, motion, alignment_path, sd21, unet_only)
 
 
-# Where ComfyUI looks for each kind of file (folders under ComfyUI/models; ipadapter as ComfyUI_IPAdapter_plus has it).
-COMFYUI_FOLDERS = {"mvdream": "vividzoo", "motion": "animatediff_models", "alignment": "vividzoo",
-                   "animate3d": "animatediff_models", "ipadapter": "ipadapter", "clipvision": "clip_vision"}
 TEST_PREFIX = "TEST-RANDOM-"  # random weights must never pass for real ones in a loader's file list
 
 
@@ -702,7 +700,6 @@ def write_animate3d_test_weights(directory: str | Path, full_form: bool = True, 
 
 
 __all__ = [
-    "COMFYUI_FOLDERS",
     "FULL_CLIP_VISION_H",
     "FULL_SD15",
     "TEST_PREFIX",

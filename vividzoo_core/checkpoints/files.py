@@ -15,6 +15,10 @@ from ..errors import CheckpointError
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".ckpt", ".pth", ".bin")
 SUPPORTED_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+COMFYUI_FOLDERS = {"mvdream": "vividzoo", "alignment": "vividzoo", "motion": "animatediff_models",
+                   "animate3d": "animatediff_models", "ipadapter": "ipadapter", "clipvision": "clip_vision"}
+"""The folder under ``ComfyUI/models`` each kind of file lives in: ``animatediff_models`` as AnimateDiff-Evolved
+has it, ``ipadapter`` as ComfyUI_IPAdapter_plus, ``clip_vision`` as ComfyUI itself, ``vividzoo`` the pack's own."""
 
 
 @dataclass
