@@ -245,7 +245,7 @@ def test_frame_0_is_the_clean_condition_latents_in_and_out_of_every_call(patchin
 
     layers = SimpleNamespace(__getitem__=None)
     apply_model.class_obj = SimpleNamespace(
-        current_patcher=SimpleNamespace(get_attachment=lambda key: SimpleNamespace(model=layers)),
+        current_patcher=SimpleNamespace(get_additional_models_with_key=lambda key: [SimpleNamespace(model=layers)]),
         diffusion_model=SimpleNamespace(input_blocks=[], middle_block=[], output_blocks=[]))
     denoised = animate3d._with_condition_views(apply_model, x, None, transformer_options=options)
     assert torch.equal(denoised[first], conditions.first_latents.repeat(copies, 1, 1, 1))
