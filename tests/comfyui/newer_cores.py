@@ -40,7 +40,7 @@ def deepclone_multigpu(patcher, models_cache: dict | None = None):
     clone.model, clone.backup, clone.object_patches_backup = fresh.model, {}, {}
     clone.cached_patcher_init = init
     models_cache = {} if models_cache is None else models_cache
-    for key, models in clone.additional_models.items():
+    for models in clone.additional_models.values():
         for index, model in enumerate(models):
             if id(model.model) not in models_cache:
                 models_cache[id(model.model)] = deepclone_multigpu(model, models_cache)
