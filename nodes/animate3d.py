@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 
-import comfy.model_management as mm
-import comfy.ops
 import torch
 from comfy_api.latest import io, ui
 
@@ -51,7 +49,13 @@ from .animate3d_model import (
     check_animate3d_fits,
     patch_animate3d,
 )
-from .comfy_internals import clip_vision_model, load_for_inference, module_patcher
+from .comfy_internals import (
+    cast_operations,
+    clip_vision_model,
+    intermediate_device,
+    load_for_inference,
+    module_patcher,
+)
 from .inputs import numbers_in_range, setting_input
 from .model_folders import (
     CLIP_VISION,
@@ -73,7 +77,7 @@ VIEW_NAMES = ("front", "left", "back", "right")
 
 def animate3d_motion(animate3d_path: str) -> torch.nn.Module:
     """Animate3D's motion modules (with their spatial attention) from its file, on ComfyUI's ops and attention."""
-    return animate3d_motion_modules(load_animate3d(animate3d_path), ops=comfy.ops.manual_cast,
+    return animate3d_motion_modules(load_animate3d(animate3d_path), ops=cast_operations(),
                                     attention=comfy_attention)
 
 
@@ -81,7 +85,7 @@ def animate3d_layers(animate3d_path: str, ip_adapter_path: str | None) -> Animat
     """Animate3D's attention layers (reference attention, IP-Adapter) from its file and the IP-Adapter's."""
     ip_adapter = load_ip_adapter(ip_adapter_path) if ip_adapter_path else None
     return Animate3DAttentionLayers.from_checkpoints(load_animate3d(animate3d_path), ip_adapter,
-                                                     ops=comfy.ops.manual_cast)
+                                                     ops=cast_operations())
 
 
 def file_image_encoder(path: str, width: int, reader: str) -> ImageEncoder:
@@ -100,7 +104,7 @@ def file_image_encoder(path: str, width: int, reader: str) -> ImageEncoder:
               "num_channels": 3}
     model, patcher, missing, unexpected = clip_vision_model(
         lambda dtype, offload: comfy.clip_model.CLIPVisionModelProjection(config, dtype, offload,
-                                                                          comfy.ops.manual_cast),
+                                                                          cast_operations()),
         checkpoint.weights)
     if missing or unexpected:
         raise CheckpointError(checkpoint.path, f"does not fit ComfyUI's CLIP vision model (missing {missing[:3]}, "
@@ -186,8 +190,8 @@ class Animate3DLoader(io.ComfyNode):
             encoder = file_image_encoder(full_path(clip_vision_name, CLIP_VISION), width, reader)
         projection = ImageProjection(width, context)
         projection.load_state_dict(projection_weights)
-        layers = Animate3DAttentionLayers.from_checkpoints(checkpoint, ip_adapter, ops=comfy.ops.manual_cast)
-        motion = animate3d_motion_modules(checkpoint, ops=comfy.ops.manual_cast, attention=comfy_attention)
+        layers = Animate3DAttentionLayers.from_checkpoints(checkpoint, ip_adapter, ops=cast_operations())
+        motion = animate3d_motion_modules(checkpoint, ops=cast_operations(), attention=comfy_attention)
         ip_adapter_path = str(ip_adapter.path) if ip_adapter else None
         loaded = LoadedAnimate3D(animate3d_name, checkpoint.form, motion.max_frames,
                                  module_patcher(motion, animate3d_motion, str(checkpoint.path)),
@@ -277,7 +281,7 @@ class Animate3DCondition(io.ComfyNode):
         latents = vae.encode(((pixels + 1) / 2).permute(0, 2, 3, 1))
         first = model.model.process_latent_in(latents.float()).cpu()
         conditions = Animate3DConditions(first, tokens, empty, ip_scale)
-        samples = torch.zeros([VIEWS * frames, 4, height // 8, width // 8], device=mm.intermediate_device())
+        samples = torch.zeros([VIEWS * frames, 4, height // 8, width // 8], device=intermediate_device())
         return io.NodeOutput(patch_animate3d(model, animate3d, conditions), {"samples": samples})
 
 

@@ -28,8 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import comfy.model_management as mm
-import comfy.model_patcher
 import comfy.patcher_extension
 import comfy.utils
 import torch
@@ -50,7 +48,7 @@ from ..vividzoo_core.network.animate3d import (
     decoupled_cross_attention,
     reference_multiview_attention,
 )
-from .comfy_internals import additional_patcher
+from .comfy_internals import additional_patcher, stop_if_cancelled
 from .patching import (
     ANIMATE3D_KEY,
     FREE_INIT_KEY,
@@ -309,7 +307,7 @@ def _free_init(executor, noise, latent_image, sampler, sigmas, denoise_mask=None
         samples = executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs)
         if iteration == iterations - 1:
             return samples
-        mm.throw_exception_if_processing_interrupted()
+        stop_if_cancelled()
         denoised = layout_to_video(model.model.process_latent_in(samples).float().cpu(), layout.views)
         mixed = reinitialise_at(denoised[:, :, skip:], initial[:, :, skip:], final_alpha_bar.float(), generator,
                                 low_pass)

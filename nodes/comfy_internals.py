@@ -13,6 +13,7 @@ from collections.abc import Callable
 import comfy.context_windows
 import comfy.model_management as mm
 import comfy.model_patcher
+import comfy.ops
 import torch
 
 # -- context windows -------------------------------------------------------------------------------------------------
@@ -115,3 +116,27 @@ def load_for_inference(patcher) -> None:
     """Loads ``patcher`` on its device the way the core wants it done (the only call that works for every patcher
     kind, dynamic ones included)."""
     mm.load_models_gpu([patcher])
+
+
+# -- devices, memory, interruption, layers -----------------------------------------------------------------------------
+
+
+def cast_operations():
+    """ComfyUI's layer classes that cast weights to the input's device and dtype at run time
+    (``comfy.ops.manual_cast``): the pack's own modules are built from them, so ComfyUI can load and offload them."""
+    return comfy.ops.manual_cast
+
+
+def intermediate_device() -> torch.device:
+    """Where ComfyUI keeps tensors between nodes (latents, images)."""
+    return mm.intermediate_device()
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes ComfyUI reports free on ``device``."""
+    return mm.get_free_memory(device)
+
+
+def stop_if_cancelled() -> None:
+    """Raises ComfyUI's interruption when the user cancelled the run."""
+    mm.throw_exception_if_processing_interrupted()

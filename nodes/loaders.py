@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import comfy.ops
 import folder_paths
 from comfy_api.latest import io, ui
 
@@ -14,7 +13,7 @@ from ..vividzoo_core.checkpoints.alignment import FORMAT as ALIGNMENT_FORMAT
 from ..vividzoo_core.checkpoints.motion import VERSION_NAMES, MotionModuleCheckpoint
 from ..vividzoo_core.compat import TRAINING_FREE_NOTICE
 from ..vividzoo_core.network import MotionModuleSet
-from .comfy_internals import module_patcher
+from .comfy_internals import cast_operations, module_patcher
 from .model_folders import CHECKPOINTS, MOTION, VIVIDZOO, describe, full_path, listed
 from .mvdream_model import load_mvdream_model
 from .patching import comfy_attention, patch_vividzoo
@@ -78,7 +77,7 @@ class MVDreamCheckpointLoader(io.ComfyNode):
 def motion_modules(checkpoint: MotionModuleCheckpoint) -> MotionModuleSet:
     """The motion modules of a checkpoint on ComfyUI's ops and attention, without alignment: trained alignment
     arrives as weight patches (see patching.py)."""
-    modules = MotionModuleSet.from_checkpoint(checkpoint, ops=comfy.ops.manual_cast, attention=comfy_attention)
+    modules = MotionModuleSet.from_checkpoint(checkpoint, ops=cast_operations(), attention=comfy_attention)
     modules.load_alignment(None)
     return modules
 

@@ -25,7 +25,6 @@ import functools
 import logging
 from dataclasses import dataclass
 
-import comfy.model_management as mm
 import comfy.model_sampling
 import comfy.patcher_extension
 import torch
@@ -49,6 +48,7 @@ from .comfy_internals import (
     additional_patcher,
     context_handler,
     context_window_handler,
+    free_memory,
     set_context_handler,
     window_anchor,
 )
@@ -202,7 +202,7 @@ def check_memory(model, latent: torch.Tensor, frames: int) -> None:
     device = model.load_device
     dtype = model.model.manual_cast_dtype or model.model.get_dtype()
     check_fits(settings.views, frames_at_once, latent.shape[-1] * 8, latent.shape[-2] * 8, dtype.itemsize,
-               mm.get_free_memory(device), where=f"on {device}", model=settings.model)
+               free_memory(device), where=f"on {device}", model=settings.model)
 
 
 def check_video(model_options: dict, latent_batch: int) -> int:
