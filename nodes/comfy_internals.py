@@ -2,7 +2,10 @@
 
 Each function here stands for one behaviour that differs between the core the pack is tested on (v0.12.1) and the
 newer cores read for docs/comfyui-internals.md (up to v0.38.1); the difference is detected from what the core offers
-(a constructor's parameters, an attribute), never from a version string. A core change is an edit here.
+(a constructor's parameters, an attribute), never from a version string. A core change is an edit here. The
+devices, memory, cancellation and cast layers the node modules need are reached here too. The model construction
+(``mvdream_model.py``), the patch hooks (``patching.py``), the model folders (``model_folders.py``) and the V3 node
+API keep to their modules; docs/comfyui-internals.md lists every name.
 """
 
 from __future__ import annotations
