@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import logging
 
-import comfy.model_management as mm
-import comfy.model_patcher
-import comfy.ops
 import torch
 from comfy_api.latest import io, ui
 
@@ -52,6 +49,13 @@ from .animate3d_model import (
     check_animate3d_fits,
     patch_animate3d,
 )
+from .comfy_internals import (
+    cast_operations,
+    clip_vision_model,
+    intermediate_device,
+    load_for_inference,
+    module_patcher,
+)
 from .inputs import numbers_in_range, setting_input
 from .model_folders import (
     CLIP_VISION,
@@ -71,17 +75,24 @@ FROM_INPUT = "none (use the clip_vision input)"
 VIEW_NAMES = ("front", "left", "back", "right")
 
 
-def _patcher(module: torch.nn.Module):
-    """A ModelPatcher that moves ``module`` with the UNet (additional model), in the UNet's dtype."""
-    module = module.requires_grad_(False).eval().to(mm.unet_dtype())
-    return comfy.model_patcher.ModelPatcher(module, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+def animate3d_motion(animate3d_path: str) -> torch.nn.Module:
+    """Animate3D's motion modules (with their spatial attention) from its file, on ComfyUI's ops and attention."""
+    return animate3d_motion_modules(load_animate3d(animate3d_path), ops=cast_operations(),
+                                    attention=comfy_attention)
+
+
+def animate3d_layers(animate3d_path: str, ip_adapter_path: str | None) -> Animate3DAttentionLayers:
+    """Animate3D's attention layers (reference attention, IP-Adapter) from its file and the IP-Adapter's."""
+    ip_adapter = load_ip_adapter(ip_adapter_path) if ip_adapter_path else None
+    return Animate3DAttentionLayers.from_checkpoints(load_animate3d(animate3d_path), ip_adapter,
+                                                     ops=cast_operations())
 
 
 def file_image_encoder(path: str, width: int, reader: str) -> ImageEncoder:
     """The CLIP image encoder of a ``models/clip_vision`` file as ComfyUI's own CLIP vision model (its device and
-    dtype handling), read and checked by the pack's loader (which knows any size, the tiny test encoder too), with
-    the original's preprocessing (``CLIPImageProcessor``: :func:`clip_pixels`)."""
+    dtype handling, loaded as core's CLIP vision loader does: :func:`clip_vision_model`), read and checked by the
+    pack's loader (which knows any size, the tiny test encoder too), with the original's preprocessing
+    (``CLIPImageProcessor``: :func:`clip_pixels`)."""
     import comfy.clip_model
 
     checkpoint = load_clip_vision(path)
@@ -91,17 +102,16 @@ def file_image_encoder(path: str, width: int, reader: str) -> ImageEncoder:
               "num_attention_heads": shape.heads, "patch_size": shape.patch, "image_size": shape.image_size,
               "projection_dim": shape.projection, "hidden_act": "gelu", "model_type": "clip_vision_model",
               "num_channels": 3}
-    device, offload = mm.text_encoder_device(), mm.text_encoder_offload_device()
-    model = comfy.clip_model.CLIPVisionModelProjection(config, mm.text_encoder_dtype(device), offload,
-                                                       comfy.ops.manual_cast)
-    missing, unexpected = model.load_state_dict(checkpoint.weights, strict=False)
+    model, patcher, missing, unexpected = clip_vision_model(
+        lambda dtype, offload: comfy.clip_model.CLIPVisionModelProjection(config, dtype, offload,
+                                                                          cast_operations()),
+        checkpoint.weights)
     if missing or unexpected:
         raise CheckpointError(checkpoint.path, f"does not fit ComfyUI's CLIP vision model (missing {missing[:3]}, "
                                                f"unexpected {unexpected[:3]})")
-    patcher = comfy.model_patcher.CoreModelPatcher(model.eval(), load_device=device, offload_device=offload)
 
     def encode(images: torch.Tensor) -> torch.Tensor:
-        mm.load_model_gpu(patcher)
+        load_for_inference(patcher)
         pixels = clip_pixels(images, shape.image_size).to(patcher.load_device)
         with torch.no_grad():
             return model(pixel_values=pixels, intermediate_output=-2)[2].float().cpu()
@@ -180,9 +190,12 @@ class Animate3DLoader(io.ComfyNode):
             encoder = file_image_encoder(full_path(clip_vision_name, CLIP_VISION), width, reader)
         projection = ImageProjection(width, context)
         projection.load_state_dict(projection_weights)
-        layers = Animate3DAttentionLayers.from_checkpoints(checkpoint, ip_adapter, ops=comfy.ops.manual_cast)
-        motion = animate3d_motion_modules(checkpoint, ops=comfy.ops.manual_cast, attention=comfy_attention)
-        loaded = LoadedAnimate3D(animate3d_name, checkpoint.form, motion.max_frames, _patcher(motion), _patcher(layers),
+        layers = Animate3DAttentionLayers.from_checkpoints(checkpoint, ip_adapter, ops=cast_operations())
+        motion = animate3d_motion_modules(checkpoint, ops=cast_operations(), attention=comfy_attention)
+        ip_adapter_path = str(ip_adapter.path) if ip_adapter else None
+        loaded = LoadedAnimate3D(animate3d_name, checkpoint.form, motion.max_frames,
+                                 module_patcher(motion, animate3d_motion, str(checkpoint.path)),
+                                 module_patcher(layers, animate3d_layers, str(checkpoint.path), ip_adapter_path),
                                  projection.requires_grad_(False).eval(), encoder, checkpoint.unet)
         form = "modules only" if checkpoint.form == MODULES_ONLY else "whole UNet"
         info = (f"Animate3D: {animate3d_name} ({form}, {checkpoint.parameter_count / 1e6:.1f} M parameters); "
@@ -268,7 +281,7 @@ class Animate3DCondition(io.ComfyNode):
         latents = vae.encode(((pixels + 1) / 2).permute(0, 2, 3, 1))
         first = model.model.process_latent_in(latents.float()).cpu()
         conditions = Animate3DConditions(first, tokens, empty, ip_scale)
-        samples = torch.zeros([VIEWS * frames, 4, height // 8, width // 8], device=mm.intermediate_device())
+        samples = torch.zeros([VIEWS * frames, 4, height // 8, width // 8], device=intermediate_device())
         return io.NodeOutput(patch_animate3d(model, animate3d, conditions), {"samples": samples})
 
 

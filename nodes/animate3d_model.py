@@ -28,8 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import comfy.model_management as mm
-import comfy.model_patcher
 import comfy.patcher_extension
 import comfy.utils
 import torch
@@ -50,6 +48,7 @@ from ..vividzoo_core.network.animate3d import (
     decoupled_cross_attention,
     reference_multiview_attention,
 )
+from .comfy_internals import additional_patcher, stop_if_cancelled
 from .patching import (
     ANIMATE3D_KEY,
     FREE_INIT_KEY,
@@ -133,7 +132,6 @@ def patch_animate3d(model, loaded: LoadedAnimate3D, conditions: Animate3DConditi
         _set_unet_weights(patched, loaded)
     layers = loaded.layers.clone()
     patched.set_additional_models(ANIMATE3D_KEY, [layers])
-    patched.set_attachments(ANIMATE3D_KEY, layers)
     patched.set_model_attn1_patch(_keep_block_input)
     for site in sites:
         patched.set_model_attn2_replace(_image_cross_attention, *site)
@@ -249,7 +247,7 @@ def _with_condition_views(executor, x, t, c_concat=None, c_crossattn=None, contr
     conditions: Animate3DConditions = transformer_options[ANIMATE3D_KEY]
     layout, copies = _call_layout(transformer_options, x.shape[0])
     cond_or_uncond = transformer_options.get("cond_or_uncond", [0] * copies)
-    layers: Animate3DAttentionLayers = executor.class_obj.current_patcher.get_attachment(ANIMATE3D_KEY).model
+    layers: Animate3DAttentionLayers = additional_patcher(executor.class_obj.current_patcher, ANIMATE3D_KEY).model
     sites = attention_sites(executor.class_obj.diffusion_model)
     blocks = {site: layers[diffusers_block_path(*site)] for site in sites}
     call = Animate3DCall(blocks, image_tokens_for_batch(conditions, cond_or_uncond, layout).to(x.device),
@@ -309,7 +307,7 @@ def _free_init(executor, noise, latent_image, sampler, sigmas, denoise_mask=None
         samples = executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs)
         if iteration == iterations - 1:
             return samples
-        mm.throw_exception_if_processing_interrupted()
+        stop_if_cancelled()
         denoised = layout_to_video(model.model.process_latent_in(samples).float().cpu(), layout.views)
         mixed = reinitialise_at(denoised[:, :, skip:], initial[:, :, skip:], final_alpha_bar.float(), generator,
                                 low_pass)

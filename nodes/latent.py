@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import comfy.model_management
 import torch
 from comfy_api.latest import io
 
@@ -12,6 +11,7 @@ from ..vividzoo_core.checkpoints.motion import POSITION_ENCODING_LENGTHS
 from ..vividzoo_core.layout import VideoLayout
 from ..vividzoo_core.memory import describe_estimate
 from ..vividzoo_core.settings import FRAMES, HEIGHT, WIDTH
+from .comfy_internals import intermediate_device
 from .inputs import setting_input, views_input
 
 
@@ -44,7 +44,7 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
     def execute(cls, views: int, frames: int, width: int, height: int) -> io.NodeOutput:
         layout = VideoLayout(views, frames)
         samples = torch.zeros([layout.images, 4, height // 8, width // 8],
-                              device=comfy.model_management.intermediate_device())
+                              device=intermediate_device())
         window = POSITION_ENCODING_LENGTHS["v2"]  # frames denoised at once with the paper's motion module
         info = (f"{views} views x {frames} frames = {layout.images} images of {width}x{height}; sampling needs about "
                 f"{describe_estimate(views, min(frames, window), width, height)} of GPU memory in fp16 (estimate"

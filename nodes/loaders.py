@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import logging
 
-import comfy.model_management as mm
-import comfy.model_patcher
-import comfy.ops
 import folder_paths
 from comfy_api.latest import io, ui
 
 from ..vividzoo_core.cameras import orbit
 from ..vividzoo_core.checkpoints import load_alignment, load_motion_module
 from ..vividzoo_core.checkpoints.alignment import FORMAT as ALIGNMENT_FORMAT
-from ..vividzoo_core.checkpoints.motion import VERSION_NAMES
+from ..vividzoo_core.checkpoints.motion import VERSION_NAMES, MotionModuleCheckpoint
 from ..vividzoo_core.compat import TRAINING_FREE_NOTICE
 from ..vividzoo_core.network import MotionModuleSet
+from .comfy_internals import cast_operations, module_patcher
 from .model_folders import CHECKPOINTS, MOTION, VIVIDZOO, describe, full_path, listed
 from .mvdream_model import load_mvdream_model
 from .patching import comfy_attention, patch_vividzoo
@@ -76,6 +74,18 @@ class MVDreamCheckpointLoader(io.ComfyNode):
         return io.NodeOutput(patch_vividzoo(model, orbit(4)), clip, vae)
 
 
+def motion_modules(checkpoint: MotionModuleCheckpoint) -> MotionModuleSet:
+    """The motion modules of a checkpoint on ComfyUI's ops and attention, without alignment: trained alignment
+    arrives as weight patches (see patching.py)."""
+    modules = MotionModuleSet.from_checkpoint(checkpoint, ops=cast_operations(), attention=comfy_attention)
+    modules.load_alignment(None)
+    return modules
+
+
+def motion_modules_from_file(path: str) -> MotionModuleSet:
+    return motion_modules(load_motion_module(path))
+
+
 class MotionModuleLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -99,12 +109,9 @@ class MotionModuleLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str) -> io.NodeOutput:
-        checkpoint = load_motion_module(full_path(model_name, MOTION))
-        modules = MotionModuleSet.from_checkpoint(checkpoint, ops=comfy.ops.manual_cast, attention=comfy_attention)
-        modules.load_alignment(None)  # trained alignment arrives as weight patches (see patching.py)
-        modules = modules.requires_grad_(False).eval().to(mm.unet_dtype())
-        patcher = comfy.model_patcher.ModelPatcher(modules, load_device=mm.get_torch_device(),
-                                                   offload_device=mm.unet_offload_device())
+        path = full_path(model_name, MOTION)
+        checkpoint = load_motion_module(path)
+        patcher = module_patcher(motion_modules(checkpoint), motion_modules_from_file, path)
         logging.info("Vivid-ZOO: %s is %s, %d modules", model_name, VERSION_NAMES[checkpoint.version],
                      len(checkpoint.channels))
         return io.NodeOutput(LoadedMotionModule(model_name, checkpoint.version, checkpoint.channels,

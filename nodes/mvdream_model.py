@@ -34,6 +34,7 @@ from ..vividzoo_core.checkpoints.mvdream import (
     camera_as_adm,
 )
 from ..vividzoo_core.errors import CheckpointError
+from .comfy_internals import dynamic_option, reloadable
 
 
 class MVDreamSD15(comfy.supported_models.SD15):
@@ -56,8 +57,10 @@ def is_mvdream_model(model) -> bool:
     return isinstance(getattr(model.model, "model_config", None), (MVDreamSD15, MVDreamSD21))
 
 
-def load_mvdream_model(path: str, with_clip: bool = True, with_vae: bool = True):
-    """``(ModelPatcher, CLIP | None, VAE | None, MVDreamCheckpoint)`` from an MVDream file."""
+def load_mvdream_model(path: str, with_clip: bool = True, with_vae: bool = True, disable_dynamic: bool = False):
+    """``(ModelPatcher, CLIP | None, VAE | None, MVDreamCheckpoint)`` from an MVDream file; each patcher can be
+    loaded afresh (:func:`reload_mvdream_patcher`), as newer cores' multi-GPU cloning needs. ``disable_dynamic``:
+    no dynamic-VRAM patcher for the CLIP and VAE (the MODEL's never is one)."""
     checkpoint = load_mvdream(path)
     unet_weights = {UNET_PREFIX + camera_as_adm(k): v for k, v in checkpoint.unet.items()}
     config_class = MVDreamSD15 if checkpoint.family == SD15 else MVDreamSD21
@@ -82,20 +85,37 @@ def load_mvdream_model(path: str, with_clip: bool = True, with_vae: bool = True)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=mm.unet_offload_device())
     model.load_model_weights(unet_weights, UNET_PREFIX)
 
-    vae = _vae(checkpoint.vae, checkpoint.vae_shape) if with_vae and checkpoint.vae else None
-    clip = _clip(checkpoint, model_config) if with_clip and checkpoint.text_encoder else None
+    reloadable(patcher, reload_mvdream_patcher, (path, MODEL_PART))
+    vae = _vae(checkpoint.vae, checkpoint.vae_shape, disable_dynamic) if with_vae and checkpoint.vae else None
+    clip = _clip(checkpoint, model_config, disable_dynamic) if with_clip and checkpoint.text_encoder else None
+    for part, loaded in ((CLIP_PART, clip), (VAE_PART, vae)):
+        if loaded is not None:
+            reloadable(loaded.patcher, reload_mvdream_patcher, (path, part))
     if initial_device != torch.device("cpu"):
         mm.load_models_gpu([patcher], force_full_load=True)
     return patcher, clip, vae, checkpoint
 
 
-def _vae(weights: dict[str, torch.Tensor], shape: VaeShape) -> comfy.sd.VAE:
+MODEL_PART, CLIP_PART, VAE_PART = 0, 1, 2
+"""Items of :func:`load_mvdream_model`'s result."""
+
+
+def reload_mvdream_patcher(path: str, part: int, disable_dynamic: bool = False):
+    """A fresh patcher of the MODEL, CLIP or VAE (``part``) of an MVDream file (the ``cached_patcher_init`` factory;
+    the UNet is read in every case, as the file's kind is checked from it)."""
+    loaded = load_mvdream_model(path, with_clip=part == CLIP_PART, with_vae=part == VAE_PART,
+                                disable_dynamic=disable_dynamic)[part]
+    return loaded if part == MODEL_PART else loaded.patcher
+
+
+def _vae(weights: dict[str, torch.Tensor], shape: VaeShape, disable_dynamic: bool) -> comfy.sd.VAE:
     ddconfig = {
         "double_z": True, "z_channels": shape.latent_channels, "resolution": 256, "in_channels": 3, "out_ch": 3,
         "ch": shape.channels, "ch_mult": list(shape.channel_mult), "num_res_blocks": shape.num_res_blocks,
         "attn_resolutions": [], "dropout": 0.0,
     }
-    return comfy.sd.VAE(sd=dict(weights), config={"params": {"ddconfig": ddconfig, "embed_dim": shape.latent_channels}})
+    return comfy.sd.VAE(sd=dict(weights), config={"params": {"ddconfig": ddconfig, "embed_dim": shape.latent_channels}},
+                        **dynamic_option(comfy.sd.VAE, disable_dynamic))
 
 
 def _text_config(shape: TextEncoderShape) -> dict:
@@ -112,7 +132,7 @@ def _text_config(shape: TextEncoderShape) -> dict:
     return config
 
 
-def _clip(checkpoint: MVDreamCheckpoint, model_config) -> comfy.sd.CLIP:
+def _clip(checkpoint: MVDreamCheckpoint, model_config, disable_dynamic: bool) -> comfy.sd.CLIP:
     """The text encoder, last used layer taken as is (v2.1: the penultimate OpenCLIP layer, already cut)."""
     shape = checkpoint.text_shape
     if shape.kind == "clip":
@@ -135,4 +155,5 @@ def _clip(checkpoint: MVDreamCheckpoint, model_config) -> comfy.sd.CLIP:
     }
     state = model_config.process_clip_state_dict(weights)
     return comfy.sd.CLIP(target, embedding_directory=folder_paths.get_folder_paths("embeddings"), tokenizer_data=state,
-                         parameters=comfy.utils.calculate_parameters(state), state_dict=state)
+                         parameters=comfy.utils.calculate_parameters(state), state_dict=state,
+                         **dynamic_option(comfy.sd.CLIP, disable_dynamic))

@@ -25,8 +25,6 @@ import functools
 import logging
 from dataclasses import dataclass
 
-import comfy.context_windows
-import comfy.model_management as mm
 import comfy.model_sampling
 import comfy.patcher_extension
 import torch
@@ -46,6 +44,14 @@ from ..vividzoo_core.network.motion_module import (
     alignment_as_projection_deltas,
 )
 from ..vividzoo_core.schedules import BETA_END, BETA_START, check_beta_schedule
+from .comfy_internals import (
+    additional_patcher,
+    context_handler,
+    context_window_handler,
+    free_memory,
+    set_context_handler,
+    window_anchor,
+)
 from .mvdream_model import is_mvdream_model
 from .types import LoadedAlignment, LoadedMotionModule
 
@@ -179,15 +185,9 @@ class _SamplingConfig:
 def add_context_windows(model, views: int, window_frames: int, overlap_frames: int):
     """Sliding windows of whole frames (all views together) through ComfyUI's context-window handler."""
     overlap = min(overlap_frames, window_frames - 1)
-    handler = comfy.context_windows.IndexListContextHandler(
-        comfy.context_windows.ContextSchedule("vividzoo_frames", _frame_window_schedule),
-        comfy.context_windows.ContextFuseMethod("vividzoo_pyramid", functools.partial(_frame_window_weights, views)),
-        context_length=window_frames * views,
-        context_overlap=overlap * views,
-        dim=0,
-    )
-    model.model_options["context_handler"] = handler
-    comfy.context_windows.create_prepare_sampling_wrapper(model)
+    handler = context_window_handler(_frame_window_schedule, functools.partial(_frame_window_weights, views),
+                                     window_frames * views, overlap * views)
+    set_context_handler(model, handler)
     return model
 
 
@@ -197,12 +197,12 @@ def check_memory(model, latent: torch.Tensor, frames: int) -> None:
     The weights are left out: ComfyUI loads and offloads them itself.
     """
     settings: VideoSettings = model.model_options["transformer_options"][KEY]
-    handler = model.model_options.get("context_handler")
+    handler = context_handler(model.model_options)
     frames_at_once = min(frames, handler.context_length // settings.views) if handler is not None else frames
     device = model.load_device
     dtype = model.model.manual_cast_dtype or model.model.get_dtype()
     check_fits(settings.views, frames_at_once, latent.shape[-1] * 8, latent.shape[-2] * 8, dtype.itemsize,
-               mm.get_free_memory(device), where=f"on {device}", model=settings.model)
+               free_memory(device), where=f"on {device}", model=settings.model)
 
 
 def check_video(model_options: dict, latent_batch: int) -> int:
@@ -210,7 +210,7 @@ def check_video(model_options: dict, latent_batch: int) -> int:
     settings: VideoSettings = model_options["transformer_options"][KEY]
     frames = settings.frames_for_batch(latent_batch)
     settings.cameras.for_layout(VideoLayout(settings.views, frames))
-    handler = model_options.get("context_handler")
+    handler = context_handler(model_options)
     window = handler.context_length // settings.views if handler is not None else frames
     if settings.max_frames is not None and min(frames, window) > settings.max_frames:
         if handler is None:
@@ -253,6 +253,12 @@ def _frames_in_call(transformer_options: dict, settings: VideoSettings, batch: i
     window = transformer_options.get("context_window")
     views = settings.views
     if window is not None:
+        if window_anchor(window) is not None:
+            raise VividZooError(
+                "these context windows add the latent before each window (causal_window_fix of ComfyUI's context "
+                "windows), which splits the views of a frame; use the context options of 'Vivid-ZOO Sampler', or "
+                "turn causal_window_fix off"
+            )
         indices = list(window.index_list)
         frames = sorted({i // views for i in indices})
         if len(indices) != len(frames) * views:
@@ -305,13 +311,12 @@ def _aligned_motion_patcher(motion: LoadedMotionModule, alignment):
 
 def _add_motion_modules(patched, motion_patcher) -> None:
     patched.set_additional_models(KEY, [motion_patcher])
-    patched.set_attachments(KEY, motion_patcher)
     patched.set_injections(KEY, [comfy.patcher_extension.PatcherInjection(_inject, _eject)])
     patched.set_model_forward_timestep_embed_patch((MotionModule, _run_motion_module))
 
 
 def _inject(patcher) -> None:
-    motion_patcher = patcher.get_attachment(KEY)
+    motion_patcher = additional_patcher(patcher, KEY)
     unet = patcher.model.diffusion_model
     _remove_motion_modules(unet)
     for site, module in motion_patcher.model.sites():

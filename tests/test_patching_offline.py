@@ -137,7 +137,7 @@ def sampling_run(patching, monkeypatch, model_options: dict, free_bytes: float):
     model = SimpleNamespace(get_dtype=lambda: torch.float16, manual_cast_dtype=None)
     patcher = SimpleNamespace(model_options=model_options, load_device="cpu", model=model)
     executor.class_obj = SimpleNamespace(model_options=model_options, model_patcher=patcher)
-    monkeypatch.setattr(patching, "mm", SimpleNamespace(get_free_memory=lambda device: free_bytes))
+    monkeypatch.setattr(patching, "free_memory", lambda device: free_bytes)
     return executor, calls
 
 
@@ -245,7 +245,7 @@ def test_frame_0_is_the_clean_condition_latents_in_and_out_of_every_call(patchin
 
     layers = SimpleNamespace(__getitem__=None)
     apply_model.class_obj = SimpleNamespace(
-        current_patcher=SimpleNamespace(get_attachment=lambda key: SimpleNamespace(model=layers)),
+        current_patcher=SimpleNamespace(get_additional_models_with_key=lambda key: [SimpleNamespace(model=layers)]),
         diffusion_model=SimpleNamespace(input_blocks=[], middle_block=[], output_blocks=[]))
     denoised = animate3d._with_condition_views(apply_model, x, None, transformer_options=options)
     assert torch.equal(denoised[first], conditions.first_latents.repeat(copies, 1, 1, 1))
@@ -300,7 +300,7 @@ def test_free_init_reinitialises_each_pass_as_the_standalone_does(patching, anim
     model = SimpleNamespace(get_model_object=lambda name: sampling,
                             model=SimpleNamespace(process_latent_in=lambda latent: latent * 0.18215))
     outer_sample.class_obj = SimpleNamespace(model_options=model_options, model_patcher=model)
-    monkeypatch.setattr(animate3d, "mm", SimpleNamespace(throw_exception_if_processing_interrupted=lambda: None))
+    monkeypatch.setattr(animate3d, "stop_if_cancelled", lambda: None)
     noise = torch.randn(4 * frames, 4, 4, 4)
     assert animate3d._free_init(outer_sample, noise, torch.zeros_like(noise), None, None, seed=seed) is results[2]
     assert len(noises) == 3 and torch.equal(noises[0], noise)
