@@ -24,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from vividzoo_core.animate3d_pipeline import (
+    BETA_SCHEDULE,
     Animate3DPipeline,
     Animate3DStep,
     check_condition_images,
@@ -178,7 +179,7 @@ def test_one_guided_ddim_step_equals_the_original(network):
     name = "64px"
     size, frames = META["sizes"][name]["pixels"], META["sizes"][name]["frames"]
     f = {k[len(name) + 1:]: v for k, v in FIXTURES.items() if k.startswith(name + ".")}
-    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    scheduler = ddim_scheduler(BETA_SCHEDULE, set_alpha_to_one=True)
     scheduler.set_timesteps(25)
     generator = torch.Generator().manual_seed(META["seed"])
     torch.randn((VIEWS, 4, size // 8, size // 8), generator=generator)  # the posterior noise comes first
@@ -198,7 +199,7 @@ def test_the_256px_step_from_the_forward_equals_the_original(network):
     if "256px" not in FORWARDS:
         FORWARDS["256px"] = unet_forward(network, "256px")[0]
     frames = META["sizes"]["256px"]["frames"]
-    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    scheduler = ddim_scheduler(BETA_SCHEDULE, set_alpha_to_one=True)
     scheduler.set_timesteps(25)
     eps_uncond, eps_cond = FORWARDS["256px"].chunk(2)
     eps = eps_uncond + 7.5 * (eps_cond - eps_uncond)
@@ -212,7 +213,7 @@ def test_free_init_filter_and_mixing_equal_the_original():
     assert torch.allclose(
         butterworth_low_pass(15, 32, 32), FIXTURES["freeinit.filter_256px_16frames"], atol=1e-7, rtol=0
     )
-    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    scheduler = ddim_scheduler(BETA_SCHEDULE, set_alpha_to_one=True)
     scheduler.set_timesteps(25)
     generator = torch.Generator().manual_seed(22)
     initial = FIXTURES["freeinit.initial"]
@@ -260,8 +261,9 @@ def test_the_pipeline_runs_the_recorded_first_step(files, monkeypatch, ip_scale)
 
 
 def test_the_scheduler_is_the_originals():
-    """The original's DDIMScheduler(**inference.yaml): linear betas, steps_offset 1, and alpha 1 at the last step."""
-    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    """The pipeline's scheduler is the original's DDIMScheduler(**inference.yaml): its beta schedule (linear),
+    steps_offset 1, and alpha 1 at the last step."""
+    scheduler = ddim_scheduler(BETA_SCHEDULE, set_alpha_to_one=True)
     recorded = dict(META["scheduler"])
     assert recorded.pop("class") == type(scheduler).__name__
     scheduler.set_timesteps(25)
