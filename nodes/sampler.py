@@ -73,9 +73,9 @@ class VividZooSampler(io.ComfyNode):
                 f"{motion_module.max_frames}, or 0 for the limit"
             )
         CONTEXT_OVERLAP.check(context_overlap)  # ComfyUI checks the widget's range first; the node holds it too
-        check_context_overlap(context_frames, context_overlap)
-        patched = patch_vividzoo(model, cameras, motion_module, alignment, beta_schedule)
         batch = latent_image["samples"].shape[0]
+        check_context_overlap(batch // cameras.views, context_frames, context_overlap)
+        patched = patch_vividzoo(model, cameras, motion_module, alignment, beta_schedule)
         window = context_frames or motion_module.max_frames
         if batch // cameras.views > window:
             add_context_windows(patched, cameras.views, window, context_overlap)

@@ -3,7 +3,8 @@
 The option types and widgets are made from the settings table (tests/test_settings_table.py), so a wrong limit
 in the table would pass those checks: here the values are written out and must be refused.
 - ``context_overlap``: shorter than its window. No window is longer than 32 frames, so 32 is refused even with
-  automatic windows; an overlap as long as a window chosen with ``context_frames`` is refused too.
+  automatic windows; an overlap as long as the windows chosen with ``context_frames`` for a longer video is refused
+  too (one window covering the video has no neighbour to overlap).
 - ``ip_scale``: not negative (a negative weight of the condition views' image tokens steers away from them).
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
+import torch
 
 from vividzoo_core.cli import main
 from vividzoo_core.errors import VividZooError
@@ -75,11 +77,14 @@ def test_the_cli_refuses_an_overlap_as_long_as_the_chosen_window(any_file, capsy
     assert code == 2 and one_error_line(err, "context_overlap 8", "context_frames 8", "from 0 to 7"), err
 
 
-def test_an_overlap_one_shorter_than_the_window_fits():
+def test_an_overlap_one_shorter_than_the_window_fits_and_one_window_has_no_overlap():
     GenerationSettings("x", frames=20, context_frames=8, context_overlap=7).check()
     GenerationSettings("x", frames=20, context_overlap=LONGEST_WINDOW - 1).check()
+    GenerationSettings("x", frames=4, context_frames=4, context_overlap=4).check()  # one window: nothing overlaps
     with pytest.raises(VividZooError, match="context_overlap 8 is not shorter than the window"):
         GenerationSettings("x", frames=20, context_frames=8, context_overlap=8).check()
+    with pytest.raises(VividZooError, match="context_overlap 9 is not shorter than the window"):
+        GenerationSettings("x", frames=9, context_frames=8, context_overlap=9).check()
 
 
 @pytest.mark.parametrize("command", ["generate", "animate"])
@@ -113,10 +118,12 @@ def sampler(fake_pack, monkeypatch):
     monkeypatch.setitem(sys.modules, "nodes", host_nodes)
     monkeypatch.setattr(fake_pack.sampler, "patch_vividzoo", never)
     motion = SimpleNamespace(max_frames=LONGEST_WINDOW, name="mm_sd_v15_v2.ckpt")
+    cameras = SimpleNamespace(views=2)
 
-    def run(context_frames: int, context_overlap: int):
+    def run(context_frames: int, context_overlap: int, frames: int = 40):
+        latent = {"samples": torch.zeros(cameras.views * frames, 4, 1, 1)}
         return fake_pack.sampler.VividZooSampler.execute(
-            None, motion, None, None, None, {"samples": None}, seed=0, steps=1, cfg=7.5, sampler_name="ddim",
+            None, motion, cameras, None, None, latent, seed=0, steps=1, cfg=7.5, sampler_name="ddim",
             scheduler="ddim_uniform", beta_schedule="linear", context_frames=context_frames,
             context_overlap=context_overlap, denoise=1.0)
 
@@ -127,7 +134,8 @@ def sampler(fake_pack, monkeypatch):
     (0, 32, "context_overlap is 32, out of range; use from 0 to 31"),
     (32, 32, "context_overlap (is 32, out of range; use|32 is not shorter than the window of context_frames 32; "
              "use an overlap) from 0 to 31"),
-    (8, 8, "context_overlap 8 is not shorter than the window of context_frames 8; use an overlap from 0 to 7"),
+    (8, 8, "context_overlap 8 is not shorter than the window of context_frames 8 .40 frames are denoised in "
+           "windows.; use an overlap from 0 to 7"),
 ])
 def test_the_sampler_node_refuses_an_overlap_of_the_window(fake_pack, sampler, context_frames, context_overlap,
                                                            message):
@@ -135,10 +143,12 @@ def test_the_sampler_node_refuses_an_overlap_of_the_window(fake_pack, sampler, c
         sampler(context_frames, context_overlap)
 
 
-@pytest.mark.parametrize("context_frames, context_overlap", [(8, 7), (0, LONGEST_WINDOW - 1), (32, 31)])
-def test_the_sampler_node_goes_past_its_checks_with_a_shorter_overlap(sampler, context_frames, context_overlap):
+@pytest.mark.parametrize("context_frames, context_overlap, frames", [
+    (8, 7, 40), (0, LONGEST_WINDOW - 1, 40), (32, 31, 40), (8, 8, 8), (4, 4, 3)])
+def test_the_sampler_node_goes_past_its_checks_with_a_shorter_overlap_or_one_window(sampler, context_frames,
+                                                                                    context_overlap, frames):
     with pytest.raises(Sampled):
-        sampler(context_frames, context_overlap)
+        sampler(context_frames, context_overlap, frames)
 
 
 @pytest.mark.parametrize("scale", [-0.5, -0.01])
