@@ -46,7 +46,7 @@ from vividzoo_core.diffusers_host.animate3d import (
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.freeinit import butterworth_low_pass, reinitialise
 from vividzoo_core.layout import VideoLayout
-from vividzoo_core.network.animate3d import Animate3DAttentionLayers, block_order
+from vividzoo_core.network.animate3d import Animate3DAttentionLayers, block_order, decoupled_cross_attention
 from vividzoo_core.schedules import ddim_scheduler
 from vividzoo_core.synthetic_weights import (
     synthetic_condition_views,
@@ -321,3 +321,23 @@ def test_attention_layers_hold_the_processors_tensors(files, network, form):
         assert torch.equal(block.to_out_i2v.bias, reference.to_out_i2v.bias)
     with pytest.raises(VividZooError, match="it also needs the IP-Adapter"):
         Animate3DAttentionLayers.from_checkpoints(load_animate3d(files.modules), None)
+
+
+def test_the_image_attention_is_added_at_the_ip_scale():
+    """``attn(q, text) + scale * attn(q, image)``, the original's ``hidden_states + scale * ip_hidden_states``, by
+    hand per head in float64 (rounding ~1e-15 of values of order 1), at scales 0, 0.5, 1 and 1.7."""
+    generator = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, n, 8, generator=generator, dtype=torch.float64) for n in (5, 7, 7))
+    image_k, image_v = (torch.randn(2, 4, 8, generator=generator, dtype=torch.float64) for _ in range(2))
+
+    def by_hand(keys, values):
+        heads = []
+        for h in range(2):
+            part = slice(4 * h, 4 * h + 4)
+            weights = torch.softmax(q[..., part] @ keys[..., part].transpose(1, 2) / 2.0, dim=-1)  # sqrt(4)
+            heads.append(weights @ values[..., part])
+        return torch.cat(heads, dim=-1)
+
+    for scale in (0.0, 0.5, 1.0, 1.7):
+        ours = decoupled_cross_attention(q, k, v, image_k, image_v, 2, scale)
+        assert torch.allclose(ours, by_hand(k, v) + scale * by_hand(image_k, image_v), rtol=0, atol=1e-12), scale
