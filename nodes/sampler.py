@@ -6,7 +6,15 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..vividzoo_core.errors import VividZooError
-from ..vividzoo_core.settings import BETA_SCHEDULE, CFG, CONTEXT_FRAMES, CONTEXT_OVERLAP, SEED, STEPS
+from ..vividzoo_core.settings import (
+    BETA_SCHEDULE,
+    CFG,
+    CONTEXT_FRAMES,
+    CONTEXT_OVERLAP,
+    SEED,
+    STEPS,
+    check_context_overlap,
+)
 from .apply import alignment_input, video_model_inputs
 from .inputs import numbers_in_range, setting_input
 from .patching import add_context_windows, check_video, patch_vividzoo
@@ -64,8 +72,10 @@ class VividZooSampler(io.ComfyNode):
                 f"{motion_module.max_frames} frames ({motion_module.name}); set it to at most "
                 f"{motion_module.max_frames}, or 0 for the limit"
             )
-        patched = patch_vividzoo(model, cameras, motion_module, alignment, beta_schedule)
+        CONTEXT_OVERLAP.check(context_overlap)  # ComfyUI checks the widget's range first; the node holds it too
         batch = latent_image["samples"].shape[0]
+        check_context_overlap(batch // cameras.views, context_frames, context_overlap)
+        patched = patch_vividzoo(model, cameras, motion_module, alignment, beta_schedule)
         window = context_frames or motion_module.max_frames
         if batch // cameras.views > window:
             add_context_windows(patched, cameras.views, window, context_overlap)

@@ -70,6 +70,14 @@ class _Input:
     def as_spec(self) -> list[Any]:
         return [self.io_type, {k: v for k, v in self.options.items() if v is not None}]
 
+    @property
+    def min(self) -> Any:  # a number widget's bounds, as the host's inputs have them (nodes/inputs.py reads them)
+        return self.options.get("min")
+
+    @property
+    def max(self) -> Any:
+        return self.options.get("max")
+
 
 def _comfy_type(io_type: str, widget_keys: tuple[str, ...] = ()) -> type:
     renames = {"display_mode": "display", "dynamic_prompts": "dynamicPrompts"}

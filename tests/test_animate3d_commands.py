@@ -161,3 +161,30 @@ def test_the_wrong_files_are_named(animate3d_weights, view_files, tmp_path, caps
     assert main([*base, "--animate3d", str(files.full), "--clip-vision", str(files.ip_adapter_bin)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"error: {files.ip_adapter_bin.name}") and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["animate", "generate"])
+def test_the_originals_precision_is_asked_for_by_name(view_files, tmp_path, monkeypatch, command):
+    """The original runs in fp32 on CUDA, where ``--dtype auto`` means fp16: ``--dtype fp32`` (docs/animate3d.md)
+    reaches the Animate3D pipeline, which then computes in float32 on a GPU too."""
+    from vividzoo_core.devices import resolve_dtype
+
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
+    assert resolve_dtype("fp32", torch.device("cuda")) == torch.float32
+
+    class Loaded(Exception):
+        pass
+
+    asked = []
+
+    def from_files(*args, **kwargs):
+        asked.append(args[5] if len(args) > 5 else kwargs["dtype"])
+        raise Loaded
+
+    monkeypatch.setattr(Animate3DPipeline, "from_files", from_files)
+    monkeypatch.setattr(VividZooPipeline, "from_files", lambda *args, **kwargs: None)  # generate's MVDream views
+    weights = ["--mvdream", str(view_files[0]), "--animate3d", str(view_files[0]), "--clip-vision", str(view_files[0])]
+    where = ["--images", *map(str, view_files)] if command == "animate" else []
+    with pytest.raises(Loaded):
+        main([command, *weights, *where, "--prompt", "x", *SMALL, "--dtype", "fp32", "--out", str(tmp_path / "o")])
+    assert asked == ["fp32"]

@@ -7,7 +7,9 @@ classes (torch 1.13.1, diffusers 0.28.0; see tests/reference/README.md) on tiny 
 
 The 256 px fixture is the original unpatched (its spatial attention is sized for 256 px, so its grouping is
 right there); at 64 px the original was given the real feature size (the one patch), which is what this
-package computes at every size.
+package computes at every size. ``ip_scale.safetensors`` is the 64 px step again with the original's IP-Adapter
+processors at scale 0.5 (every other fixture runs at 1.0, where ignoring the scale or applying it twice shows
+nothing).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pathlib import Path
 import pytest
 import torch
 from einops import rearrange
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from vividzoo_core.animate3d_pipeline import (
+    BETA_SCHEDULE,
     Animate3DPipeline,
     Animate3DStep,
     check_condition_images,
@@ -42,7 +46,7 @@ from vividzoo_core.diffusers_host.animate3d import (
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.freeinit import butterworth_low_pass, reinitialise
 from vividzoo_core.layout import VideoLayout
-from vividzoo_core.network.animate3d import Animate3DAttentionLayers, block_order
+from vividzoo_core.network.animate3d import Animate3DAttentionLayers, block_order, decoupled_cross_attention
 from vividzoo_core.schedules import ddim_scheduler
 from vividzoo_core.synthetic_weights import (
     synthetic_condition_views,
@@ -52,6 +56,10 @@ from vividzoo_core.synthetic_weights import (
 DATA = Path(__file__).parent / "data" / "animate3d"
 META = json.loads((DATA / "meta.json").read_text())
 FIXTURES = load_file(str(DATA / "fixtures.safetensors"))
+AT_IP_SCALE = load_file(str(DATA / "ip_scale.safetensors"))  # the 64 px step, IP-Adapter scale IP_SCALE
+with safe_open(str(DATA / "ip_scale.safetensors"), "pt") as handle:
+    AT_IP_SCALE_META = json.loads(handle.metadata()["description"])
+IP_SCALE = AT_IP_SCALE_META["ip_scale"]
 VIEWS = 4
 
 
@@ -92,9 +100,9 @@ def ours_from_original(batch: torch.Tensor, frames: int) -> torch.Tensor:
 FORWARDS: dict[str, torch.Tensor] = {}  # our UNet output per fixture, shared by the forward and the step test
 
 
-def unet_forward(network, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+def unet_forward(network, name: str, fixtures: dict = FIXTURES) -> tuple[torch.Tensor, torch.Tensor]:
     frames = META["sizes"][name]["frames"]
-    f = {k[len(name) + 1:]: v for k, v in FIXTURES.items() if k.startswith(name + ".")}
+    f = {k[len(name) + 1:]: v for k, v in fixtures.items() if k.startswith(name + ".")}
     sample = rearrange(f["unet_sample"], "(k v) c f h w -> (k f v) c h w", v=VIEWS)
     with torch.no_grad():
         out = network(sample, f["unet_timestep"], ours_from_original(f["unet_context"], frames),
@@ -108,6 +116,33 @@ def test_unet_forward_equals_the_original(network, name):
     ours, original = unet_forward(network, name)
     FORWARDS[name] = ours
     assert close(ours, original), float((ours - original).abs().max())
+
+
+def test_the_ip_scale_fixture_is_the_64px_step_of_the_same_files():
+    assert IP_SCALE not in (0.0, 1.0)
+    for name, sums in META["file_checksums"].items():  # float64 sums: another torch adds in another order
+        assert AT_IP_SCALE_META["file_checksums"][name] == pytest.approx(sums, rel=1e-9), name
+    for name in ("sample", "timestep", "context", "camera", "image_embeds"):
+        recorded, again = FIXTURES[f"64px.unet_{name}"], AT_IP_SCALE[f"64px.unet_{name}"]
+        # two stored files (no rounding of this machine): the same inputs, the encoders' float32 rounding under
+        # torch 2.9 (ip_scale) and 1.13 (the rest) apart
+        assert close(again, recorded, 1e-6), name
+
+
+def test_the_unet_forward_at_another_ip_scale_equals_the_original(files, network):
+    """Built at the scale, and set on a built network (as the pipeline does): the original's output at that scale,
+    far from its output at 1.0 (the distance ignoring the scale would show)."""
+    at_scale = build_animate3d_unet(load_mvdream(files.mvdream), load_animate3d(files.modules),
+                                    load_ip_adapter(files.ip_adapter_bin), ip_scale=IP_SCALE)
+    ours, original = unet_forward(at_scale, "64px", AT_IP_SCALE)
+    assert close(ours, original), float((ours - original).abs().max())
+    at_one = rearrange(FIXTURES["64px.unet_output"], "(k v) c f h w -> (k f v) c h w", v=VIEWS)
+    assert not close(at_one, original, 1e-2)
+    network.ip_scale = IP_SCALE
+    try:
+        assert close(unet_forward(network, "64px", AT_IP_SCALE)[0], original)
+    finally:
+        network.ip_scale = 1.0
 
 
 def test_the_whole_unet_form_gives_the_same_network(files, network):
@@ -144,7 +179,7 @@ def test_one_guided_ddim_step_equals_the_original(network):
     name = "64px"
     size, frames = META["sizes"][name]["pixels"], META["sizes"][name]["frames"]
     f = {k[len(name) + 1:]: v for k, v in FIXTURES.items() if k.startswith(name + ".")}
-    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    scheduler = ddim_scheduler(BETA_SCHEDULE, set_alpha_to_one=True)
     scheduler.set_timesteps(25)
     generator = torch.Generator().manual_seed(META["seed"])
     torch.randn((VIEWS, 4, size // 8, size // 8), generator=generator)  # the posterior noise comes first
@@ -164,7 +199,7 @@ def test_the_256px_step_from_the_forward_equals_the_original(network):
     if "256px" not in FORWARDS:
         FORWARDS["256px"] = unet_forward(network, "256px")[0]
     frames = META["sizes"]["256px"]["frames"]
-    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    scheduler = ddim_scheduler(BETA_SCHEDULE, set_alpha_to_one=True)
     scheduler.set_timesteps(25)
     eps_uncond, eps_cond = FORWARDS["256px"].chunk(2)
     eps = eps_uncond + 7.5 * (eps_cond - eps_uncond)
@@ -178,7 +213,7 @@ def test_free_init_filter_and_mixing_equal_the_original():
     assert torch.allclose(
         butterworth_low_pass(15, 32, 32), FIXTURES["freeinit.filter_256px_16frames"], atol=1e-7, rtol=0
     )
-    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    scheduler = ddim_scheduler(BETA_SCHEDULE, set_alpha_to_one=True)
     scheduler.set_timesteps(25)
     generator = torch.Generator().manual_seed(22)
     initial = FIXTURES["freeinit.initial"]
@@ -193,12 +228,14 @@ def test_layout_conversions_are_inverse():
     assert torch.equal(video_to_layout(video)[3 * VIEWS + 2], video[2, :, 3])
 
 
-def test_the_pipeline_runs_the_recorded_first_step(files, monkeypatch):
-    """The standalone pipeline, seeded like the original, reaches the original's latents after one step."""
+@pytest.mark.parametrize("ip_scale", [1.0, IP_SCALE])
+def test_the_pipeline_runs_the_recorded_first_step(files, monkeypatch, ip_scale):
+    """The standalone pipeline, seeded like the original, reaches the original's latents after one step (the
+    settings' ``ip_scale`` reaching the network: the original's step at that scale)."""
     pipeline = Animate3DPipeline.from_files(files.mvdream, files.modules, files.clip_vision, files.ip_adapter_bin,
                                             device="cpu", dtype="fp32")
     size, frames, condition = (META["sizes"]["64px"][k] for k in ("pixels", "frames", "condition_pixels"))
-    f = {k[5:]: v for k, v in FIXTURES.items() if k.startswith("64px.")}
+    f = {k[5:]: v for k, v in (FIXTURES if ip_scale == 1.0 else AT_IP_SCALE).items() if k.startswith("64px.")}
     from vividzoo_core import animate3d_pipeline
     from vividzoo_core.animate3d_pipeline import Animate3DSettings
 
@@ -216,15 +253,17 @@ def test_the_pipeline_runs_the_recorded_first_step(files, monkeypatch):
     monkeypatch.setattr(pipeline, "image_embeddings", lambda images: f["unet_image_embeds"][VIEWS:])
     monkeypatch.setattr(animate3d_pipeline, "encode_text",
                         lambda tokenizer, encoder, prompts, device: f["unet_context"][[0, VIEWS]])
-    settings = Animate3DSettings("a prompt", frames=frames, width=size, height=size, seed=META["seed"])
+    settings = Animate3DSettings("a prompt", frames=frames, width=size, height=size, seed=META["seed"],
+                                 ip_scale=ip_scale)
     with pytest.raises(Stop):
         pipeline.denoise(settings, synthetic_condition_views(condition))
     assert close(seen["after"], f["latents_after_step"], 5e-5)
 
 
 def test_the_scheduler_is_the_originals():
-    """The original's DDIMScheduler(**inference.yaml): linear betas, steps_offset 1, and alpha 1 at the last step."""
-    scheduler = ddim_scheduler("linear", set_alpha_to_one=True)
+    """The pipeline's scheduler is the original's DDIMScheduler(**inference.yaml): its beta schedule (linear),
+    steps_offset 1, and alpha 1 at the last step."""
+    scheduler = ddim_scheduler(BETA_SCHEDULE, set_alpha_to_one=True)
     recorded = dict(META["scheduler"])
     assert recorded.pop("class") == type(scheduler).__name__
     scheduler.set_timesteps(25)
@@ -282,3 +321,23 @@ def test_attention_layers_hold_the_processors_tensors(files, network, form):
         assert torch.equal(block.to_out_i2v.bias, reference.to_out_i2v.bias)
     with pytest.raises(VividZooError, match="it also needs the IP-Adapter"):
         Animate3DAttentionLayers.from_checkpoints(load_animate3d(files.modules), None)
+
+
+def test_the_image_attention_is_added_at_the_ip_scale():
+    """``attn(q, text) + scale * attn(q, image)``, the original's ``hidden_states + scale * ip_hidden_states``, by
+    hand per head in float64 (rounding ~1e-15 of values of order 1), at scales 0, 0.5, 1 and 1.7."""
+    generator = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2, n, 8, generator=generator, dtype=torch.float64) for n in (5, 7, 7))
+    image_k, image_v = (torch.randn(2, 4, 8, generator=generator, dtype=torch.float64) for _ in range(2))
+
+    def by_hand(keys, values):
+        heads = []
+        for h in range(2):
+            part = slice(4 * h, 4 * h + 4)
+            weights = torch.softmax(q[..., part] @ keys[..., part].transpose(1, 2) / 2.0, dim=-1)  # sqrt(4)
+            heads.append(weights @ values[..., part])
+        return torch.cat(heads, dim=-1)
+
+    for scale in (0.0, 0.5, 1.0, 1.7):
+        ours = decoupled_cross_attention(q, k, v, image_k, image_v, 2, scale)
+        assert torch.allclose(ours, by_hand(k, v) + scale * by_hand(image_k, image_v), rtol=0, atol=1e-12), scale

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
+from vividzoo_core import animate3d_pipeline
 from vividzoo_core.animate3d_pipeline import Animate3DPipeline, Animate3DSettings
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.synthetic_weights import (
@@ -42,3 +46,30 @@ def test_bad_settings_are_refused_before_any_work(pipeline, change, match):
     settings = Animate3DSettings("x", **change)
     with pytest.raises(VividZooError, match=match):
         pipeline.denoise(settings, synthetic_condition_views(64))
+
+
+def test_a_run_steps_with_the_originals_noise_levels(pipeline, monkeypatch):
+    """The scheduler a run steps with has the alphas of Animate3D's inference.yaml (as recorded from the original):
+    betas spaced linearly from beta_start to beta_end, not their square roots (MVDream's and SD's schedule)."""
+    recorded = json.loads((Path(__file__).parent / "data" / "animate3d" / "meta.json").read_text())["scheduler"]
+    assert recorded["beta_schedule"] == "linear"  # diffusers' name: torch.linspace(beta_start, beta_end, steps)
+
+    class Stop(Exception):
+        pass
+
+    used = []
+
+    def first_step(self, scheduler, timestep, first, rest):
+        used.append(scheduler)
+        raise Stop
+
+    monkeypatch.setattr(animate3d_pipeline.Animate3DStep, "__call__", first_step)
+    with pytest.raises(Stop):
+        pipeline.denoise(Animate3DSettings("x", frames=2, width=64, height=64, free_init_iterations=1),
+                         synthetic_condition_views(64))
+    betas = torch.linspace(recorded["beta_start"], recorded["beta_end"], recorded["num_train_timesteps"],
+                           dtype=torch.float64)
+    expected = torch.cumprod(1 - betas, 0)
+    # float32 cumulative product of 1000 factors: at most ~1000 roundings of 2^-24 each, 6e-5 relative
+    assert torch.allclose(used[0].alphas_cumprod.double(), expected, rtol=1e-4, atol=0)
+    assert used[0].timesteps.tolist() == recorded["timesteps_25"] and float(used[0].final_alpha_cumprod) == 1.0

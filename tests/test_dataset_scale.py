@@ -116,6 +116,25 @@ def test_a_video_broken_after_the_check_is_read_again_and_reported(videos):
     assert [v.directory.name for v in report.objects] == ["toy_001", "toy_002"]
 
 
+def test_a_file_rewritten_with_another_size_but_the_same_time_is_read_again(videos, opened):
+    """``cp -p``, ``rsync -t`` and tar give a rewritten file its old modification time: the size still tells."""
+    assert main(["dataset", "check", str(videos), *CHECK]) == 0
+    caption, video = videos / "toy_001" / "caption.txt", view_video(videos / "toy_002", 3)
+    for path, content in ((caption, b"a longer caption than before, rewritten\n"),
+                          (video, b"\x00\x00\x00\x18ftypmp42 not really a video")):
+        before = path.stat()
+        assert len(content) != before.st_size
+        path.write_bytes(content)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert path.stat().st_mtime_ns == before.st_mtime_ns
+    opened.clear()
+    report = scan_dataset(videos, 4, 7, decode_images=False, use_manifest=True)
+    assert report.reused == 1 and "003.mp4" in opened
+    assert [v.directory.name for v in report.objects] == ["toy_000", "toy_001"]
+    assert report.objects[1].caption == "a longer caption than before, rewritten, 3d asset"
+    assert report.problems[0].startswith("toy_002: views/003.mp4: not a readable video")
+
+
 def test_problems_found_by_decoding_are_reported_to_training_without_decoding(images, monkeypatch, capsys):
     frame_path(images / "toy_002", 1, 5).write_bytes(b"\x89PNG\r\n\x1a\nnot really")  # same folder entries
     assert main(["dataset", "check", str(images), *CHECK]) == 1

@@ -162,10 +162,12 @@ class GenerationSettings:
             self.seed = random_seed()
 
     def check(self) -> None:
-        """Refuses a value out of its table range, naming the setting, the value and what fits."""
+        """Refuses a value out of its table range, naming the setting, the value and what fits, and an overlap
+        that is not shorter than the windows chosen."""
         for field in fields(self):
             if field.name in SETTINGS:
                 SETTINGS[field.name].check(getattr(self, field.name))
+        check_context_overlap(self.frames, self.context_frames, self.context_overlap)
 
     def cameras(self) -> CameraRig:
         """The orbit these settings describe: a static ring, or one turning by ``turn`` degrees over the clip."""
@@ -176,6 +178,16 @@ class GenerationSettings:
     def window_frames(self, max_frames: int) -> int:
         """Frames denoised at once by a motion module that takes at most ``max_frames``."""
         return self.context_frames or min(self.frames, max_frames)
+
+
+def check_context_overlap(frames: int, context_frames: int | None, context_overlap: int) -> None:
+    """Refuses an overlap as long as the windows chosen for a longer video: neighbouring windows would not move on.
+    One window (``context_frames`` of at least ``frames``) has no neighbour; automatic windows (``context_frames``
+    unset or 0) keep the table's overlap below their length instead."""
+    if context_frames and context_frames < frames and context_overlap >= context_frames:
+        raise VividZooError(f"context_overlap {context_overlap} is not shorter than the window of context_frames "
+                            f"{context_frames} ({frames} frames are denoised in windows); use an overlap from 0 to "
+                            f"{context_frames - 1}")
 
 
 def random_seed() -> int:

@@ -7,6 +7,11 @@ through ``comfy.sample.sample_custom``), so every wrapper and patch a real run u
 noise is compared (frame 0's is discarded by both: the original puts the condition latents back after each step);
 frame 0 of ComfyUI's denoised output must be the condition latents exactly.
 
+``original_ip_scale`` compares the MODEL with Animate3D's ORIGINAL code directly: built at the IP-Adapter scale of
+``tests/data/animate3d/ip_scale.safetensors`` (0.5, recorded by tests/reference/record_animate3d.py) and fed that
+fixture's UNet inputs (latents, timestep, prompt embeddings, CLIP image embeddings, frame 0), its guided noise
+prediction (7.5, the original's guidance) and its positive one (1.0) on the generated frames are the original's.
+
 Each ``breaks`` entry reruns the comparison (with guidance) with one piece of the ComfyUI side broken (the IP scale
 ignored, the image tokens' views in another order, frame 0 not replaced in the input, the reference attention off,
 the negative branch given the views' tokens instead of a zero embedding's): each must fail the tolerance the intact
@@ -90,9 +95,9 @@ def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
     torch.manual_seed(0)
     noise = torch.randn(layout.images, 4, SIZE // 8, SIZE // 8)
 
-    def comfy_prediction(patched, cfg: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def comfy_prediction(patched, cfg: float, start=noise, timestep=TIMESTEP, texts=(uncond, cond)):
         sampling = patched.get_model_object("model_sampling")
-        sigma = sampling.sigma(torch.tensor(float(TIMESTEP)))
+        sigma = sampling.sigma(torch.tensor(float(timestep)))
         captured = {}
 
         def one_evaluation(model_fn, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -100,9 +105,9 @@ def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
             captured.update(eps=(x - denoised) / sigmas[0], denoised=denoised)
             return denoised
 
-        comfy.sample.sample_custom(patched, noise, cfg, comfy.samplers.KSAMPLER(one_evaluation),
-                                   torch.stack([sigma, torch.tensor(0.0)]), [[cond[None], {}]], [[uncond[None], {}]],
-                                   torch.zeros_like(noise), seed=0)
+        comfy.sample.sample_custom(patched, start, cfg, comfy.samplers.KSAMPLER(one_evaluation),
+                                   torch.stack([sigma, torch.tensor(0.0)]), [[texts[1][None], {}]],
+                                   [[texts[0][None], {}]], torch.zeros_like(start), seed=0)
         return captured["eps"].float(), captured["denoised"].float()
 
     def standalone_prediction(patched, cfg: float) -> torch.Tensor:
@@ -130,6 +135,49 @@ def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
         return report
 
     report = {"intact": compare(animate3d_model.patch_animate3d(model, loaded, conditions))}
+
+    def against_original() -> dict:
+        """The MODEL at the fixture's IP scale, fed the fixture's UNet inputs, against the original's UNet output."""
+        from einops import rearrange
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        path = Path(pack_dir) / "tests" / "data" / "animate3d" / "ip_scale.safetensors"
+        with safe_open(str(path), "pt") as handle:
+            recorded = json.loads(handle.metadata()["description"])
+        assert (recorded["frames"], recorded["pixels"]) == (FRAMES, SIZE), recorded
+        f = {k.split(".", 1)[1]: v for k, v in load_file(str(path)).items()}
+        views = layout.views
+
+        def ours(t):  # the original's (copy, view, [channels,] frame, ...) -> our (copy, frame, view) images
+            return rearrange(t, "(k v) c f h w -> k (f v) c h w", v=views)
+
+        sample, output = ours(f["unet_sample"])[1], ours(f["unet_output"])
+        first_latents = f["unet_sample"][views:, :, 0]
+        uncond_text, cond_text = f["unet_context"][0], f["unet_context"][views]
+        with torch.no_grad():
+            fixture_tokens = loaded.projection(f["unet_image_embeds"][views:])
+            zero_tokens = loaded.projection(f["unet_image_embeds"][:1])[0]  # the original's negative: zero embedding
+        assert not f["unet_image_embeds"][:views].any()
+        patched = animate3d_model.patch_animate3d(
+            model, loaded, animate3d_model.Animate3DConditions(first_latents, fixture_tokens, zero_tokens,
+                                                               recorded["ip_scale"]))
+        timestep = f["unet_timestep"].item()
+        sigma = patched.get_model_object("model_sampling").sigma(torch.tensor(float(timestep)))
+        start = sample * (sigma**2 + 1) ** 0.5 / sigma  # the KSAMPLER's x = sigma * noise is the UNet input scaled
+        result = {"ip_scale": recorded["ip_scale"]}
+        for cfg in (1.0, 7.5):
+            eps, _ = comfy_prediction(patched, cfg, start, timestep, (uncond_text, cond_text))
+            reference = output[1] if cfg == 1.0 else output[0] + cfg * (output[1] - output[0])
+            difference = (eps - reference)[generated]
+            result[f"cfg_{cfg}"] = {
+                "max_abs_diff": difference.abs().max().item(),
+                "rms_rel_diff": (difference.pow(2).mean() / reference[generated].pow(2).mean()).sqrt().item(),
+                "scale": reference[generated].abs().max().item(),
+            }
+        return result
+
+    report["original_ip_scale"] = against_original()
 
     @contextmanager
     def broken(name: str, replacement):
@@ -159,6 +207,8 @@ def main(comfy_dir: str, pack_dir: str, weights_dir: str) -> None:
     for label, (name, replacement) in breaks.items():
         with broken(name, replacement):
             report["breaks"][label] = compare(animate3d_model.patch_animate3d(model, loaded, conditions), (7.5,))
+            if label == "ip_scale_ignored":
+                report["breaks"]["ip_scale_ignored_against_original"] = against_original()
 
     # the condition encodings
     ours = loaded.image_encoder.encode(views)

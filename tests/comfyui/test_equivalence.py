@@ -50,8 +50,14 @@ def test_animate3d_model_predicts_the_standalone_noise_and_each_break_shows(tmp_
         entry = report["intact"][f"cfg_{cfg}"]
         assert within_fp32(entry, cfg), entry
         assert entry["frame0_max_abs_diff"] == 0.0, entry  # frame 0 of the output is the condition latents
+    # the ORIGINAL's UNet output at IP-Adapter scale 0.5 (not 1, so a scale ignored or applied twice shows)
+    original = report["original_ip_scale"]
+    assert original["ip_scale"] not in (0.0, 1.0)
+    for cfg in (1.0, 7.5):
+        assert within_fp32(original[f"cfg_{cfg}"], cfg), original
     assert set(report["breaks"]) == {"ip_scale_ignored", "image_tokens_view_order", "negative_gets_view_tokens",
-                                     "frame0_not_replaced", "reference_attention_off"}
+                                     "frame0_not_replaced", "reference_attention_off",
+                                     "ip_scale_ignored_against_original"}
     for name, entry in report["breaks"].items():
         assert not within_fp32(entry["cfg_7.5"], 7.5) and entry["cfg_7.5"]["rms_rel_diff"] > 1e-2, (name, entry)
     # the loader's image encoder: ComfyUI's CLIP vision class with fp16 weights, the original's preprocessing

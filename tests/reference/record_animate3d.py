@@ -21,6 +21,8 @@ What it does, in order:
    and records the UNet forward (inputs and output) and the latents after the step; records FreeInit's
    Butterworth filter and frequency mixing from the original ``FreeInitMixin``; records ``get_camera`` and the
    scheduler; at 64 px also a whole short run (3 steps, 2 FreeInit iterations) to its final latents.
+5. ``ip_scale.safetensors``: the 64 px step again with the IP-Adapter processors built at scale :data:`IP_SCALE`
+   (``--only-ip-scale`` writes just this file).
 
 Stubs and patches (the only ones):
 - ``xformers.ops.memory_efficient_attention`` is replaced by exact softmax attention in PyTorch (chunked over
@@ -58,6 +60,7 @@ SIZES = {  # fixture name: (pixels, frames, condition-image pixels)
 }
 SEED = 8673  # configs/inference/inference.yaml
 PROMPT_SEED = 11
+IP_SCALE = 0.5  # the extra fixture (ip_scale.safetensors): the 64 px step at an IP-Adapter scale other than 1
 
 
 def install_xformers_stub() -> None:
@@ -117,7 +120,7 @@ def tensor_checksums(state: dict) -> dict[str, list[float]]:
 class Original:
     """Animate3D's model and pipeline assembled as ``inference.py`` does, from the tiny files."""
 
-    def __init__(self, files, folder: Path, frames: int, sample_size: int) -> None:
+    def __init__(self, files, folder: Path, frames: int, sample_size: int, ip_scale: float | None = None) -> None:
         from animatediff.models.attention_processor import (
             IPAdapterXFormersAttnProcessor,
             MVDreamI2VXFormersAttnProcessor,
@@ -174,7 +177,8 @@ class Original:
                            "to_v_ip.0.weight": attn_processor.to_v_ip[0].weight}
                 attn_procs[attn_processor_name] = IPAdapterXFormersAttnProcessor(
                     hidden_size=attn_processor.hidden_size, cross_attention_dim=attn_processor.cross_attention_dim,
-                    num_tokens=attn_processor.num_tokens, scale=attn_processor.scale)
+                    num_tokens=attn_processor.num_tokens,
+                    scale=attn_processor.scale if ip_scale is None else ip_scale)  # None: 1.0, as inference.py
                 attn_procs[attn_processor_name].load_state_dict(weights)
             elif config.mvdream_attn_cfg.image_attn.enabled:
                 attn_module = unet
@@ -426,6 +430,28 @@ def misgrouping_demo() -> dict:
             "max_difference": float((outputs["sized_for_256px"] - outputs["sized_for_512px"]).abs().max())}
 
 
+def record_ip_scale(files, folder: Path, meta: dict, out: Path) -> None:
+    """``ip_scale.safetensors``: the 64 px guided step with the original's IP-Adapter processors built at scale
+    :data:`IP_SCALE` (their ``scale`` argument; ``inference.py`` leaves it at 1.0). Its run description, the weights'
+    checksums included, is the file's metadata."""
+    from safetensors.torch import save_file
+
+    from vividzoo_core.synthetic_weights import synthetic_condition_views
+
+    pixels, frames, condition_pixels = SIZES["64px"]
+    original = Original(files, folder, frames, pixels, ip_scale=IP_SCALE)
+    scales = {tuple(p.scale) for p in original.unet.attn_processors.values() if hasattr(p, "to_k_ip")}
+    assert scales == {(IP_SCALE,)}, scales
+    record = original.one_step(pixels, frames, synthetic_condition_views(condition_pixels))
+    described = {**{k: meta[k] for k in ("source", "source_commit", "versions", "torch_2_path_forced_to_1_13",
+                                         "seed", "prompt_seed", "file_checksums")},
+                 "ip_scale": IP_SCALE, "size": "64px", "pixels": pixels, "frames": frames,
+                 "condition_pixels": condition_pixels}
+    save_file({f"64px.{k}": v.contiguous() for k, v in record.items()}, str(out / "ip_scale.safetensors"),
+              metadata={"description": json.dumps(described)})
+    print(f"wrote {out / 'ip_scale.safetensors'} (ip_scale {IP_SCALE})")
+
+
 def main() -> None:
     import diffusers
     import transformers
@@ -463,6 +489,9 @@ def main() -> None:
         from safetensors.torch import load_file
         meta["file_checksums"]["clip_vision"] = tensor_checksums(load_file(str(files.clip_vision)))
         folder = ip_adapter_folder(files, scratch / "IP-Adapter")
+        record_ip_scale(files, folder, meta, out)
+        if ARGS.only_ip_scale:
+            return
         tensors: dict[str, torch.Tensor] = {}
         for name, (pixels, frames, condition_pixels) in SIZES.items():
             sample_size = 256 if name == "256px" else pixels  # the second size: feature size from the real width
@@ -512,6 +541,8 @@ if __name__ == "__main__":
     parser.add_argument("--source", type=Path, required=True, help="an Animate3D source tree")
     parser.add_argument("--source-commit", default="unknown", help="its commit, written into meta.json")
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "data" / "animate3d")
+    parser.add_argument("--only-ip-scale", action="store_true",
+                        help="write only ip_scale.safetensors (about a minute), not fixtures.safetensors/meta.json")
     ARGS = parser.parse_args()
     sys.path.insert(0, str(REPO))
     main()
