@@ -3,9 +3,9 @@
 :func:`reconstruction_scores` renders each frame's Gaussians at the input cameras (:mod:`vividzoo_core.splatting`)
 and compares them with the input views. The perceptual score is SSIM, not LPIPS: LPIPS needs pretrained network
 weights, and nothing may download at run time; SSIM is a fixed formula (Wang et al. 2004) with the usual
-11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, over the window positions that lie inside the image,
-per colour channel, averaged (torchmetrics' ``structural_similarity_index_measure`` with its defaults gives
-the same number, and the tests check it).
+11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, at every pixel with the image mirrored at its edges
+(reflect padding), variances clamped at 0, per colour channel, averaged: torchmetrics'
+``structural_similarity_index_measure`` with its defaults, which the tests check it equals.
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ def ssim(image: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) 
     line = torch.exp(-0.5 * (offsets / SSIM_SIGMA) ** 2)
     line = line / line.sum()
     window = (line[:, None] * line[None, :]).to(x.device)[None, None]
+    pad = (SSIM_WINDOW - 1) // 2
+    x, y = (F.pad(t, (pad, pad, pad, pad), mode="reflect") for t in (x, y))
     mu_x, mu_y = F.conv2d(x, window), F.conv2d(y, window)
-    var_x = F.conv2d(x * x, window) - mu_x**2
-    var_y = F.conv2d(y * y, window) - mu_y**2
+    var_x = (F.conv2d(x * x, window) - mu_x**2).clamp(min=0)
+    var_y = (F.conv2d(y * y, window) - mu_y**2).clamp(min=0)
     cov = F.conv2d(x * y, window) - mu_x * mu_y
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     score = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
