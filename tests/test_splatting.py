@@ -63,6 +63,26 @@ def test_centres_land_where_the_pinhole_puts_them() -> None:
     assert projected.depths[0].item() == pytest.approx(1.5, abs=TIGHT)
 
 
+def test_off_centre_footprints_follow_the_perspective_jacobian() -> None:
+    # isotropic sigma at camera-space (x, 0, z): J Sigma J^T = sigma^2 f^2 / z^2 [[1 + x^2 / z^2, 0], [0, 1]]
+    sigma, x, z = 0.03, 0.3, 1.5
+    p = project(gaussian(xyz=(x, 0.0, 0.0), scale=(sigma,) * 3), FRONT, SIZE, SIZE)
+    base = (sigma * FOCAL / z) ** 2
+    cov = np.array([[base * (1 + x * x / z**2) + 0.3, 0.0], [0.0, base + 0.3]])
+    a, b, c = p.conics[0].tolist()
+    np.testing.assert_allclose([[a, b], [b, c]], np.linalg.inv(cov), rtol=1e-12, atol=1e-15)
+    # beyond 1.3 x the half field of view the Jacobian is taken at the clamped x / z (3DGS, gsplat): a big
+    # Gaussian centred at twice that angle, off screen, whose footprint reaches into the image
+    limit = 1.3 * (SIZE / 2) / FOCAL
+    sigma = 1.0
+    p = project(gaussian(xyz=(2 * limit * z, 0.0, 0.0), scale=(sigma,) * 3, opacity=1.0), FRONT, SIZE, SIZE)
+    base = (sigma * FOCAL / z) ** 2
+    a, b, c = p.conics[0].tolist()
+    assert p.means[0, 0].item() > SIZE  # off screen
+    np.testing.assert_allclose(np.linalg.inv([[a, b], [b, c]]), [[base * (1 + limit**2) + 0.3, 0], [0, base + 0.3]],
+                               rtol=1e-12, atol=1e-9)
+
+
 def test_one_gaussian_colour_at_its_centre_and_its_footprint_at_known_mahalanobis_distances() -> None:
     opacity, sigma = 0.6, 0.02
     red = render(gaussian(opacity=opacity, scale=(sigma,) * 3), FRONT, SIZE, background=WHITE, backend="torch")
@@ -196,8 +216,11 @@ def test_float32_renders_agree_with_float64() -> None:
     ours = render(scene.float(), camera, 24, backend="torch").image
     exact = render(scene, camera, 24, backend="torch").image
     assert ours.dtype == torch.float32
-    # a per-pixel difference would need an alpha test or the 1e-4 stop to flip; float32 error stays small
-    assert (ours.double() - exact).abs().max().item() < 1e-3
+    difference = (ours.double() - exact).abs()
+    # float32 roundings over <= 300 terms of size <= 1: ~300 * 6e-8; a pixel may jump by <= 1/255 where
+    # float32 flips an alpha test at 1/255 (or by <= 1e-4 at the stop), so the maximum allows two such flips
+    assert difference.max().item() < 2 / 255
+    assert torch.quantile(difference.flatten(), 0.99).item() < 1e-4
 
 
 def test_camera_from_rig_matches_lgm_radius_and_optics() -> None:
