@@ -279,7 +279,7 @@ def _render_gsplat(gaussians: torch.Tensor, camera: SplatCamera, height: int, wi
     try:
         from gsplat.rendering import rasterization
     except ImportError:
-        raise VividZooError("the gsplat renderer needs the gsplat package (pip install gsplat) and CUDA; "
+        raise VividZooError("the gsplat renderer needs the gsplat package and CUDA; "
                             "use the torch renderer instead") from None
     if not gaussians.is_cuda:
         raise VividZooError("the gsplat renderer needs the Gaussians on a CUDA device; use the torch renderer")
