@@ -23,7 +23,13 @@ from vividzoo_core.checkpoints.reconstruction import (
 from vividzoo_core.errors import CheckpointError
 from vividzoo_core.network.lgm import LGMNetwork
 from vividzoo_core.synthetic_reconstruction_weights import lgm_state_dict, write_lgm_test_weights
-from vividzoo_core.synthetic_weights import TINY_SD15, animate3d_spec, materialise, motion_state_dict, mvdream_state_dict
+from vividzoo_core.synthetic_weights import (
+    TINY_SD15,
+    animate3d_spec,
+    materialise,
+    motion_state_dict,
+    mvdream_state_dict,
+)
 
 META = json.loads((Path(__file__).parent / "data" / "lgm" / "meta.json").read_text())
 
@@ -83,7 +89,8 @@ def refusal(tmp_path: Path, name: str, state: dict, kind: str) -> str:
 def test_missing_unused_and_misshapen_tensors_are_refused(tmp_path):
     state = lgm_state_dict(L4GM)
     missing = {k: v for k, v in state.items() if k != "unet.mid_block.t_attns.0.attn.proj.bias"}
-    assert "1 missing (unet.mid_block.t_attns.0.attn.proj.bias)" in refusal(tmp_path, "recon.safetensors", missing, L4GM)
+    message = refusal(tmp_path, "recon.safetensors", missing, L4GM)
+    assert "1 missing (unet.mid_block.t_attns.0.attn.proj.bias)" in message
     extra = state | {"unet.extra.weight": torch.zeros(1)}
     assert "1 unused (unet.extra.weight)" in refusal(tmp_path, "recon.safetensors", extra, L4GM)
     wrong = state | {"conv.bias": torch.zeros(15)}

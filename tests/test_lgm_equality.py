@@ -1,4 +1,4 @@
-"""Our LGM / L4GM / interpolation forward equals the ORIGINAL code's Gaussians (fixtures of tests/reference/record_lgm.py).
+"""Our LGM / L4GM / interpolation forward equals the ORIGINAL code's Gaussians (tests/reference/record_lgm.py).
 
 Same tiny random weights (regenerated here; their checksums are in meta.json), same inputs (regenerated from the
 seeds), the originals' preprocessing, default rays and activations against ours.
