@@ -108,3 +108,26 @@ def test_the_fixture_exercises_every_activation(networks):
     assert 0.005 < clamped < 0.5
     assert torch.allclose(fixture[:, 7:11].norm(dim=-1), torch.ones(len(fixture)), atol=1e-6)
     assert 0 < fixture[:, 4:7].min() and fixture[:, 4:7].max() < 1
+
+
+def test_a_host_attention_kernel_is_used_everywhere(networks):
+    """``set_attention`` swaps the kernel of every attention (ComfyUI passes its own); same numbers with sdpa's."""
+    from vividzoo_core.network.attention import sdpa_attention
+
+    calls = []
+
+    def counting(q, k, v, heads):
+        calls.append(q.shape)
+        return sdpa_attention(q, k, v, heads)
+
+    network = networks[L4GM]
+    inputs = model_input(l4gm_views(video(2, 32, SEED)), plucker_rays(trained_poses(), 32)[None], 32)
+    with torch.no_grad():
+        before = network(inputs)
+        network.set_attention(counting)
+        try:
+            after = network(inputs)
+        finally:
+            network.set_attention(sdpa_attention)
+    attentions = sum(key.endswith(".attn.qkv.weight") for key in lgm_key_shapes(network.shape))
+    assert len(calls) == attentions and torch.equal(before, after)

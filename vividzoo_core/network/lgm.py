@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints.reconstruction import GAUSSIAN_CHANNELS, IN_CHANNELS, LGMShape, ReconstructionCheckpoint
+from .attention import AttentionFunction, sdpa_attention
 
 VIEWS = 4
 HEADS = 16
@@ -46,18 +47,18 @@ def activate(raw: torch.Tensor) -> torch.Tensor:
 
 
 class SelfAttention(nn.Module):
-    """``core/attention.py`` ``Attention``: fused qkv without bias, 16 heads, output projection."""
+    """``core/attention.py`` ``Attention``: fused qkv without bias (q, k, v in that order, heads packed), 16 heads,
+    output projection. ``attention`` is the kernel (:func:`sdpa_attention`, or a host's with the same contract)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.qkv = nn.Linear(channels, 3 * channels, bias=False)
         self.proj = nn.Linear(channels, channels)
+        self.attention: AttentionFunction = sdpa_attention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, channels = x.shape
-        q, k, v = self.qkv(x).reshape(batch, tokens, 3, HEADS, channels // HEADS).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(batch, tokens, channels))
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return self.proj(self.attention(q, k, v, HEADS))
 
 
 class GroupAttention(nn.Module):
@@ -161,6 +162,12 @@ class LGMNetwork(nn.Module):
         self.unet.norm_out = nn.GroupNorm(GROUPS, up[-1], eps=EPS)
         self.unet.conv_out = nn.Conv2d(up[-1], GAUSSIAN_CHANNELS, 3, padding=1)
         self.conv = nn.Conv2d(GAUSSIAN_CHANNELS, GAUSSIAN_CHANNELS, 1)
+
+    def set_attention(self, attention: AttentionFunction) -> None:
+        """Use another attention kernel (ComfyUI's ``optimized_attention`` contract) in every attention."""
+        for module in self.modules():
+            if isinstance(module, SelfAttention):
+                module.attention = attention
 
     @property
     def pixels_per_splat(self) -> int:
