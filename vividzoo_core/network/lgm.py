@@ -182,6 +182,7 @@ class LGMNetwork(nn.Module):
         for module in self.modules():
             if isinstance(module, GroupAttention):
                 module.frames = frames if self.shape.temporal else 1
+        inputs = inputs.to(self.conv.weight)
         raw = self.conv(self._unet(inputs.reshape(batch * frames * views, channels, height, width)))
         size = raw.shape[-2:]
         raw = raw.reshape(batch, frames, views, GAUSSIAN_CHANNELS, *size).permute(0, 1, 2, 4, 5, 3)

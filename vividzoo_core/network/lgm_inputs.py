@@ -5,7 +5,7 @@ originals ``cv2.resize(..., INTER_AREA)`` video frames to 256 px, then ``F.inter
 ``input_size`` 256, a no-op), ``TF.normalize`` with ImageNet's mean and std, then the Plücker rays of each view
 (:func:`vividzoo_core.lgm_cameras.plucker_rays`, channels ``o x d`` then ``d``) concatenated after the 3 colour
 channels. Frames of another size: an integer multiple of 256 is reduced with area averaging (what INTER_AREA
-computes for integer factors); any other size is refused.
+computes for integer factors, without its rounding to 8 bits); any other size is refused.
 
 L4GM's view rule (``infer_4d.py``): at every frame view 0 comes from the video and views 1-3 are the 3D views of
 frame 0, repeated (``ref_video[:, 1:] = mv_image[None, 1:]``). That is what it was trained for: a monocular video
