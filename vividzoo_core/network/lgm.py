@@ -71,13 +71,12 @@ class GroupAttention(nn.Module):
     def __init__(self, channels: int, temporal: bool) -> None:
         super().__init__()
         self.temporal = temporal
-        self.frames = 1
         self.norm = nn.GroupNorm(GROUPS, channels, eps=EPS)
         self.attn = SelfAttention(channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         images, channels, height, width = x.shape
-        y = self.norm(x).reshape(-1, self.frames, VIEWS, channels, height, width)  # [B, T, V, C, H, W]
+        y = self.norm(x).reshape(-1, frames, VIEWS, channels, height, width)  # [B, T, V, C, H, W]
         if self.temporal:
             y = y.transpose(1, 2)  # [B, V, T, ...]: one group per view
         batch, outer, inner = y.shape[:3]
@@ -126,11 +125,11 @@ class Block(nn.Module):
             conv = nn.Conv2d(channels, channels, 3, stride=2 if kind == "down" else 1, padding=1)
             setattr(self, "downsample" if kind == "down" else "upsample", conv)
 
-    def _attend(self, x: torch.Tensor, index: int) -> torch.Tensor:
+    def _attend(self, x: torch.Tensor, index: int, frames: int) -> torch.Tensor:
         if self.attns[index] is not None:
-            x = self.attns[index](x)
+            x = self.attns[index](x, frames)
         if self.t_attns is not None and self.t_attns[index] is not None:
-            x = self.t_attns[index](x)
+            x = self.t_attns[index](x, frames)
         return x
 
 
@@ -179,22 +178,20 @@ class LGMNetwork(nn.Module):
         batch, frames, views, channels, height, width = inputs.shape
         if views != VIEWS or channels != IN_CHANNELS:
             raise ValueError(f"LGM takes [B, T, {VIEWS}, {IN_CHANNELS}, H, W], got {tuple(inputs.shape)}")
-        for module in self.modules():
-            if isinstance(module, GroupAttention):
-                module.frames = frames if self.shape.temporal else 1
-        inputs = inputs.to(self.conv.weight)
-        raw = self.conv(self._unet(inputs.reshape(batch * frames * views, channels, height, width)))
+        inputs = inputs.to(self.conv.weight).reshape(batch * frames * views, channels, height, width)
+        raw = self.conv(self._unet(inputs, frames if self.shape.temporal else 1))
         size = raw.shape[-2:]
         raw = raw.reshape(batch, frames, views, GAUSSIAN_CHANNELS, *size).permute(0, 1, 2, 4, 5, 3)
         return activate(raw.reshape(batch, frames, views * size[0] * size[1], GAUSSIAN_CHANNELS))
 
-    def _unet(self, x: torch.Tensor) -> torch.Tensor:
+    def _unet(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """``frames``: how many consecutive groups of 4 images form one sequence (1 without temporal attention)."""
         unet = self.unet
         x = unet.conv_in(x)
         skips = [x]
         for block in unet.down_blocks:
             for index, net in enumerate(block.nets):
-                x = block._attend(net(x), index)
+                x = block._attend(net(x), index, frames)
                 skips.append(x)
             if hasattr(block, "downsample"):
                 x = block.downsample(x)
@@ -202,10 +199,10 @@ class LGMNetwork(nn.Module):
         mid = unet.mid_block
         x = mid.nets[0](x)
         for index, net in enumerate(mid.nets[1:]):
-            x = net(mid._attend(x, index))
+            x = net(mid._attend(x, index, frames))
         for block in unet.up_blocks:
             for index, net in enumerate(block.nets):
-                x = block._attend(net(torch.cat([x, skips.pop()], dim=1)), index)
+                x = block._attend(net(torch.cat([x, skips.pop()], dim=1)), index, frames)
             if hasattr(block, "upsample"):
                 x = block.upsample(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         return unet.conv_out(F.silu(unet.norm_out(x)))
