@@ -64,11 +64,15 @@ def assert_equal_to_original(ours: torch.Tensor, theirs: torch.Tensor, temporal:
 
 @pytest.mark.parametrize("kind", [LGM, L4GM, L4GM_INTERP])
 def test_regenerated_weights_are_the_recorded_ones(kind):
-    tensors = lgm_state_dict(kind).values()
+    """Checksums within what a last-bit difference of every float32 value could move them (another CPU's
+    vectorised random-number kernel): sum by at most ``u * sum|x| <= u * sqrt(n * sum x^2)``, squares by ``2u``."""
+    tensors = list(lgm_state_dict(kind).values())
+    count = sum(t.numel() for t in tensors)
     total = sum(float(t.double().sum()) for t in tensors)
     squares = sum(float((t.double() ** 2).sum()) for t in tensors)
-    assert total == pytest.approx(META["weight_checksums"][kind][0], rel=1e-9, abs=1e-6)
-    assert squares == pytest.approx(META["weight_checksums"][kind][1], rel=1e-9)
+    assert total == pytest.approx(META["weight_checksums"][kind][0], rel=0,
+                                  abs=UNIT_ROUNDOFF * math.sqrt(count * squares))
+    assert squares == pytest.approx(META["weight_checksums"][kind][1], rel=2 * UNIT_ROUNDOFF)
 
 
 @pytest.mark.parametrize("name,size", [("lgm_64", SIZE), ("lgm_256", 256)])
