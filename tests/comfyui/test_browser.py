@@ -217,3 +217,31 @@ def test_missing_models_dialog_names_files_and_folders(chromium, empty_comfy_ser
         labels = {span.inner_text(): span.get_attribute("title") for span in dialog.locator("span[title]").all()}
         screenshot(page, f"missing_models_dialog_{name}", tmp_path)
     assert labels == MISSING_MODELS[name]
+
+
+# word -> a node the node search of ComfyUI v0.12.1's own frontend (1.37.11) lists for it. That frontend matches
+# the id and display name only; later ones also match the schemas' search_aliases (test_node_search.py), so the
+# display names carry the words people type that the names lacked (AnimateDiff, turntable, 4D), near their start:
+# its fuzzy match gives up on words further in than about 30 characters.
+SEARCHES = {
+    "multiview": "Multi-View Video Combine", "multi-view": "Empty Multi-View Video Latent",
+    "4D": "Vivid-ZOO Sampler (multi-view 4D video)", "turntable": "Vivid-ZOO Orbit Trajectory (turntable)",
+    "orbit": "Vivid-ZOO Orbit Cameras", "AnimateDiff": "Vivid-ZOO AnimateDiff Motion Module Loader",
+    "MVDream": "Vivid-ZOO MVDream Checkpoint Loader", "Animate3D": "Vivid-ZOO Animate3D Loader",
+}
+
+
+def test_node_search_finds_the_nodes_by_the_words_people_type(chromium, comfy_server):
+    listed = {}
+    with frontend(chromium, comfy_server) as page:
+        page.evaluate("() => app.graph.clear()")
+        for word in SEARCHES:
+            page.mouse.dblclick(900, 600)  # on the empty canvas: the node search opens
+            box = page.get_by_placeholder("Search Nodes...")
+            box.fill(word)
+            page.wait_for_timeout(500)
+            listed[word] = [" ".join(text.split()) for text in page.locator("[role=option]").all_inner_texts()]
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(300)  # the dialog closes before the next double-click
+    missing = {word: found for word, found in listed.items() if not any(o.startswith(SEARCHES[word]) for o in found)}
+    assert not missing, missing
