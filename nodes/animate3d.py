@@ -128,6 +128,7 @@ class Animate3DLoader(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_Animate3DLoader",
             display_name="Vivid-ZOO Animate3D Loader",
+            search_aliases=["Animate3D", "MV-VDM", "4D", "IP-Adapter"],
             category="VividZoo/loaders",
             description=(
                 "Loads Animate3D (MV-VDM, NeurIPS 2024): its trained model animate3d_motion_modules.ckpt (motion "
@@ -197,6 +198,7 @@ class Animate3DViews(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_Animate3DViews",
             display_name="Animate3D Condition Views",
+            search_aliases=["Animate3D", "multiview", "multi-view", "4 views"],
             category="VividZoo",
             description=(
                 "Puts 4 images of an object, taken from the front, left, back and right at 15 degrees elevation "
@@ -220,6 +222,7 @@ class Animate3DCondition(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_Animate3DCondition",
             display_name="Animate3D Condition",
+            search_aliases=["Animate3D", "4D", "multiview", "multi-view"],
             category="VividZoo",
             description=(
                 "Makes the MVDream MODEL Animate3D, animating 4 views of a static object (front, left, back, right at "
@@ -278,6 +281,7 @@ class FreeInit(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_FreeInit",
             display_name="Vivid-ZOO FreeInit",
+            search_aliases=["Animate3D", "AnimateDiff", "FreeInit"],
             category="VividZoo",
             description=(
                 "FreeInit (Wu et al. 2023), as Animate3D uses it: the whole sampling runs several times; each new run "

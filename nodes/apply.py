@@ -31,6 +31,7 @@ class ApplyVividZoo(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_ApplyVividZoo",
             display_name="Apply Vivid-ZOO",
+            search_aliases=["AnimateDiff", "MVDream", "multiview", "multi-view", "4D"],
             category="VividZoo",
             description=(
                 "Turns the MVDream MODEL into a multi-view video MODEL: adds the motion modules, the alignment "
@@ -54,6 +55,7 @@ class MVDreamCameras(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_MVDreamCameras",
             display_name="Vivid-ZOO MVDream Cameras",
+            search_aliases=["MVDream", "multiview", "multi-view", "Animate3D", "orbit"],
             category="VividZoo",
             description=(
                 "Sets the cameras of the MVDream MODEL for multi-view images (no motion): a stock KSampler on a batch "

@@ -33,6 +33,7 @@ class OrbitCameras(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_OrbitCameras",
             display_name="Vivid-ZOO Orbit Cameras",
+            search_aliases=["orbit", "turntable", "multiview", "multi-view", "cameras"],
             category="VividZoo/cameras",
             description="A static ring of cameras around the object, the same for every frame (the paper's setting: "
                         "4 views at azimuth 0/90/180/270, elevation 15).",
@@ -55,6 +56,7 @@ class OrbitTrajectory(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_OrbitTrajectory",
             display_name="Vivid-ZOO Orbit Trajectory",
+            search_aliases=["orbit", "turntable", "moving cameras", "4D"],
             category="VividZoo/cameras",
             description="The ring of cameras turning around the object while it moves (a turntable): frame f is "
             "rotated by turn * f / frames, so a full turn loops seamlessly. The elevation can rise or "
@@ -93,6 +95,7 @@ class CamerasFromJSON(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_CamerasFromJSON",
             display_name="Vivid-ZOO Cameras From JSON",
+            search_aliases=["transforms.json", "cameras.json", "NeRF"],
             category="VividZoo/cameras",
             description="Camera poses from JSON: a Vivid-ZOO cameras.json, a NeRF-style transforms.json (positions "
                         "are scaled to MVDream's unit distance), or a list of 16-number camera-to-world matrices. "
@@ -122,6 +125,7 @@ class CameraPreview(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_CameraPreview",
             display_name="Vivid-ZOO Camera Preview",
+            search_aliases=["orbit", "turntable", "cameras"],
             category="VividZoo/cameras",
             description="Draws the camera poses around the object (the cube), one colour per view; one image per "
                         "frame for a moving trajectory.",

@@ -21,6 +21,7 @@ class EmptyMultiViewVideoLatent(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_EmptyMultiViewVideoLatent",
             display_name="Empty Multi-View Video Latent",
+            search_aliases=["multiview", "multi-view", "4D", "video latent"],
             category="VividZoo/latent",
             description="An empty latent batch of views x frames images, in the pack's order: frame by frame, the "
             "views of a frame side by side (image f * views + v). The paper's setting is 4 views x 16 "

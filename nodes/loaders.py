@@ -48,6 +48,7 @@ class MVDreamCheckpointLoader(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_MVDreamCheckpointLoader",
             display_name="Vivid-ZOO MVDream Checkpoint Loader",
+            search_aliases=["MVDream", "multiview", "multi-view", "checkpoint"],
             category="VividZoo/loaders",
             description=(
                 "Loads an MVDream multi-view checkpoint (sd-v1.5-4view.pt, or sd-v2.1-base-4view.pt) as ComfyUI's "
@@ -82,6 +83,7 @@ class MotionModuleLoader(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_MotionModuleLoader",
             display_name="Vivid-ZOO Motion Module Loader",
+            search_aliases=["AnimateDiff", "motion module", "4D", "video"],
             category="VividZoo/loaders",
             description=(
                 "Loads an AnimateDiff motion module for Stable Diffusion 1.5: mm_sd_v15_v2.ckpt (v2, the paper's, "
@@ -117,6 +119,7 @@ class AlignmentLoader(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_AlignmentLoader",
             display_name="Vivid-ZOO Alignment Loader",
+            search_aliases=["AnimateDiff", "MVDream", "4D"],
             category="VividZoo/loaders",
             description=(
                 "Loads trained Vivid-ZOO alignment layers (a .safetensors from `vividzoo train`), or none: the "

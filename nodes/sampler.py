@@ -18,6 +18,7 @@ class VividZooSampler(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_Sampler",
             display_name="Vivid-ZOO Sampler",
+            search_aliases=["AnimateDiff", "MVDream", "multiview", "multi-view", "4D", "KSampler"],
             category="VividZoo",
             description=(
                 "Samples a multi-view video: applies Vivid-ZOO (motion modules, alignment or training-free, "

@@ -40,6 +40,7 @@ class MultiViewVideoCombine(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_MultiViewVideoCombine",
             display_name="Multi-View Video Combine",
+            search_aliases=["multiview", "multi-view", "4D", "save video", "turntable"],
             category="VividZoo/video",
             description=(
                 "Saves a multi-view video to ComfyUI's output folder: a grid video (views side by side, MP4), one "
@@ -128,6 +129,7 @@ class SelectView(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_SelectView",
             display_name="Select View",
+            search_aliases=["multiview", "multi-view", "one view"],
             category="VividZoo/video",
             description="The frames of one camera view out of a multi-view batch, in time order: ready for any "
                         "video node (Save Video, Video Combine, interpolators).",
@@ -152,6 +154,7 @@ class ViewsToGrid(io.ComfyNode):
         return io.Schema(
             node_id="VividZoo_ViewsToGrid",
             display_name="Views To Grid",
+            search_aliases=["multiview", "multi-view", "grid"],
             category="VividZoo/video",
             description="One image per frame with all views side by side (a near-square grid for more than 4).",
             inputs=[

@@ -103,6 +103,7 @@ class _Schema:
     outputs: list = field(default_factory=list)
     hidden: list = field(default_factory=list)
     description: str = ""
+    search_aliases: list = field(default_factory=list)
     is_output_node: bool = False
 
 

@@ -113,6 +113,21 @@ def test_anisotropic_scale_and_the_quaternion_turn_the_footprint() -> None:
         assert turned[CENTRE, CENTRE + k].item() == pytest.approx(across if across >= 1 / 255 else 0, abs=1e-9)
 
 
+def test_a_turn_about_the_view_axis_tilts_the_footprint_the_right_way() -> None:
+    # 30 degrees about world z (counter-clockwise seen from the camera at +z): the long axis goes up-right on
+    # screen; image rows grow downwards, so the screen covariance's off-diagonal is negative
+    theta, long, short = math.radians(30), 0.05, 0.01
+    q = (math.cos(theta / 2), 0.0, 0.0, math.sin(theta / 2))
+    p = project(gaussian(scale=(long, short, short), rotation=q), FRONT, SIZE, SIZE)
+    k = (FOCAL / LGM_CAMERA_RADIUS) ** 2
+    cos, sin = math.cos(theta), math.sin(theta)
+    xx, yy = long**2 * cos**2 + short**2 * sin**2, long**2 * sin**2 + short**2 * cos**2
+    xy = (long**2 - short**2) * cos * sin
+    expected = [[k * xx + 0.3, -k * xy], [-k * xy, k * yy + 0.3]]
+    a, b, c = p.conics[0].tolist()
+    np.testing.assert_allclose(np.linalg.inv([[a, b], [b, c]]), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_alpha_is_clamped_at_0_99_and_below_1_255_nothing_is_drawn() -> None:
     solid = render(gaussian(opacity=1.0, rgb=(0.0, 0.0, 1.0)), FRONT, SIZE, background=WHITE, backend="torch")
     np.testing.assert_allclose(solid.image[CENTRE, CENTRE].numpy(), [0.01, 0.01, 1.0], atol=TIGHT)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from workflow_schema import SNAPSHOT, WORKFLOWS, load, shipped_workflows, widget_problems, widget_values, widgets
+from workflow_schema import (
+    SNAPSHOT,
+    WORKFLOWS,
+    load,
+    server_nodes,
+    shipped_workflows,
+    widget_problems,
+    widget_values,
+    widgets,
+)
 
 SCHEMAS = json.loads(SNAPSHOT.read_text())
 EXPECTED = {
@@ -44,7 +53,7 @@ def test_the_workflows_ship_with_thumbnails_and_api_copies():
 @pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)
 def test_nodes_exist_and_widget_values_fit(path):
     workflow = load(path)
-    for node in workflow["nodes"]:
+    for node in server_nodes(workflow):
         assert node["type"] in SCHEMAS, f"{path.name}: node type {node['type']} would be missing"
         assert not widget_problems(node, SCHEMAS[node["type"]]), widget_problems(node, SCHEMAS[node["type"]])
 
@@ -73,7 +82,7 @@ def test_links_connect_matching_types(path):
         schema = SCHEMAS[nodes[target]["type"]]["input"]
         spec = {**schema.get("required", {}), **schema.get("optional", {})}[target_input["name"]]
         assert output_type == link_type == spec[0], f"{path.name} link {link_id}: {output_type} -> {spec[0]}"
-    for node in workflow["nodes"]:
+    for node in server_nodes(workflow):
         schema = SCHEMAS[node["type"]]["input"]
         for name, spec in schema.get("required", {}).items():
             if not widgets({"input": {"required": {name: spec}}}):
@@ -85,9 +94,9 @@ def test_links_connect_matching_types(path):
 def test_api_copy_is_the_same_graph(path):
     ui = load(path)
     api = json.loads((WORKFLOWS / "api" / path.name).read_text())
-    assert {str(n["id"]): n["type"] for n in ui["nodes"]} == {k: v["class_type"] for k, v in api.items()}
+    assert {str(n["id"]): n["type"] for n in server_nodes(ui)} == {k: v["class_type"] for k, v in api.items()}
     links = {link[0]: link for link in ui["links"]}
-    for node in ui["nodes"]:
+    for node in server_nodes(ui):
         inputs = api[str(node["id"])]["inputs"]
         for name, value in widget_values(node, SCHEMAS[node["type"]]).items():
             assert inputs[name] == value, f"{path.name} node {node['id']}.{name}: UI {value!r}, API {inputs[name]!r}"

@@ -19,6 +19,8 @@ FILE_WIDGETS = {"ckpt_name", "model_name", "alignment_name", "lora_name", "vae_n
                 "ip_adapter_name", "clip_vision_name", "image"}
 FILE_LIST = "<files in the model folder>"
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+NOTE_TYPES = ("MarkdownNote", "Note")
+"""Frontend-only nodes: drawn on the canvas, never sent to the server (no schema, not in the API copies)."""
 UPLOAD_VALUE = "image"
 """What the frontend stores for the upload button of an ``image_upload`` combo (Load Image), after the file name."""
 
@@ -29,6 +31,11 @@ def shipped_workflows() -> list[Path]:
 
 def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
+
+
+def server_nodes(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """The nodes that run: all but the notes."""
+    return [node for node in workflow["nodes"] if node["type"] not in NOTE_TYPES]
 
 
 def widgets(node_info: dict[str, Any]) -> list[tuple[str, Any, dict[str, Any]]]:

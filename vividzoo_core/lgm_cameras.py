@@ -52,7 +52,8 @@ def model_poses(matrices: np.ndarray, radius: float = RADIUS) -> np.ndarray:
 
 
 def world_from_model(matrices: np.ndarray, radius: float = RADIUS) -> np.ndarray:
-    """The 4x4 map from the model's normalised frame (see :func:`normalised`) to our world (Blender, unit distance).
+    """The 4x4 point map (rotation, translation, scale ``1 / radius``) from the model's normalised frame (see
+    :func:`normalised`) to our world (Blender, unit distance): Gaussian positions ``p -> M @ (p, 1)``.
 
     ``matrices``: the video's cameras ``(views, 4, 4)`` of the frame the normalisation used."""
     first = model_poses(matrices[0], radius)

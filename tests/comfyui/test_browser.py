@@ -1,5 +1,10 @@
-"""Shipped workflows in ComfyUI's frontend (headless Chromium): no missing nodes, and with empty model
-folders the missing-models dialog names each file to download and the folder it goes in.
+"""Shipped workflows in ComfyUI's frontend (headless Chromium): no missing nodes, tidy on the canvas as the
+frontend draws them (tests/workflow_layout.py's rules), and with empty model folders the missing-models dialog
+names each file to download and the folder it goes in.
+
+``VIVIDZOO_UPDATE_LAYOUT=1`` lays every workflow out again from its plan (tests/workflow_plans.py) with the
+node sizes the frontend draws, and retakes the pictures: the thumbnails beside the workflows and the
+screenshots in docs/images/.
 
 Needs Chromium (``VIVIDZOO_CHROMIUM``, default /usr/bin/chromium) and the ``playwright`` package
 (no browser download: it drives the system Chromium). Screenshots go to ``VIVIDZOO_SCREENSHOTS``
@@ -8,14 +13,18 @@ Needs Chromium (``VIVIDZOO_CHROMIUM``, default /usr/bin/chromium) and the ``play
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from comfyui_harness import ComfyServer
-from workflow_schema import WORKFLOWS, load, shipped_workflows
+from comfyui_harness import REPO, ComfyServer
+from workflow_layout import Geometry, lay_out, layout_problems, stored_boxes
+from workflow_plans import PLANS, note_text
+from workflow_schema import SNAPSHOT, WORKFLOWS, load, shipped_workflows
 
 CHROMIUM = os.environ.get("VIVIDZOO_CHROMIUM", "/usr/bin/chromium")
 READY = "window.app && app.graph && Object.keys(LiteGraph.registered_node_types).length > 0"
@@ -30,6 +39,19 @@ PROBLEMS = """() => {
   };
   visit(app.graph);
   return {missing, broken, count: app.graph.nodes.length};
+}"""
+# Each node's box as drawn (LiteGraph's boundingRect, title bar included, after a draw), the groups, the zoom, the
+# free canvas (not under the side bar and the tabs) and what floats over it (run bar, minimap), in window pixels.
+GEOMETRY = """() => {
+  app.canvas.draw(true, true);
+  const rect = (e) => { const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; };
+  return {
+    nodes: app.graph.nodes.map(n => ({id: n.id, box: Array.from(n.boundingRect), size: Array.from(n.size)})),
+    groups: app.graph.groups.map(g => ({title: g.title, box: Array.from(g._bounding)})),
+    scale: app.canvas.ds.scale, offset: Array.from(app.canvas.ds.offset), lowQuality: app.canvas.low_quality,
+    panel: rect(document.querySelector('.graph-canvas-panel')),
+    covers: [...document.querySelectorAll('.litegraph-minimap, .actionbar')].map(rect),
+  };
 }"""
 LOAD = ("async ([wf, models]) => { await app.loadGraphData(wf, true, true, null, "
         "{showMissingNodesDialog: false, showMissingModelsDialog: models}); }")
@@ -70,6 +92,47 @@ def screenshot(page, name: str, default: Path) -> Path:
     return shot
 
 
+def drawn(page, workflow: dict) -> tuple[Geometry, dict]:
+    """``workflow`` loaded and drawn: its geometry as the frontend draws it, and what the page returned."""
+    page.evaluate(LOAD, [workflow, False])
+    page.wait_for_timeout(300)
+    seen = page.evaluate(GEOMETRY)
+    stored = stored_boxes(workflow)
+    geometry = Geometry(
+        nodes={n["id"]: tuple(n["box"]) for n in seen["nodes"]}, titles=stored.titles, notes=stored.notes,
+        groups={g["title"]: tuple(g["box"]) for g in seen["groups"]}, links=stored.links, scale=seen["scale"],
+        offset=tuple(seen["offset"]), panel=tuple(seen["panel"]), covers=tuple(tuple(c) for c in seen["covers"]))
+    return geometry, seen
+
+
+def update_layout(page, path: Path) -> dict:
+    """Lays ``path`` out from its plan with the sizes the frontend draws its nodes at, and saves it."""
+    workflow = load(path)
+    _, seen = drawn(page, workflow)
+    sizes = {n["id"]: [math.ceil(v) for v in n["size"]] for n in seen["nodes"]}
+    for node in workflow["nodes"]:
+        node["size"] = [max(a, b) for a, b in zip(node["size"], sizes[node["id"]])]
+    plan = PLANS[path.stem]
+    workflow = lay_out(workflow, plan.columns, note_text(workflow, plan, json.loads(SNAPSHOT.read_text())))
+    path.write_text(json.dumps(workflow, indent=1) + "\n")
+    return workflow
+
+
+def take_pictures(chromium, server: ComfyServer, workflow: dict, name: str) -> None:
+    """The workflow as it opens in a fresh page: a thumbnail beside it and a screenshot for docs/comfyui.md
+    (small JPEGs)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    with frontend(chromium, server) as page:
+        page.evaluate(LOAD, [workflow, False])
+        page.wait_for_timeout(1000)
+        shot = Image.open(BytesIO(page.screenshot())).convert("RGB")
+    shot.resize((960, 540), Image.LANCZOS).save(WORKFLOWS / f"{name}.jpg", quality=80)
+    shot.resize((1280, 720), Image.LANCZOS).save(DOCS_IMAGES / f"{name}.jpg", quality=75)
+
+
 @pytest.fixture(scope="module")
 def page(chromium, comfy_server) -> Iterator:
     with frontend(chromium, comfy_server) as page:
@@ -84,6 +147,45 @@ def test_workflow_loads_with_no_missing_nodes(page, path, tmp_path):
     report = page.evaluate(PROBLEMS)
     assert report == {"missing": [], "broken": [], "count": len(workflow["nodes"])}
     assert screenshot(page, path.stem, tmp_path).stat().st_size > 20_000  # a rendered graph, not a blank page
+
+
+DOCS_IMAGES = REPO / "docs" / "images"
+
+
+@pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)
+def test_workflow_is_tidy_as_drawn(chromium, comfy_server, page, path):
+    """No node over another, each in its group, no link running back, all in view at the zoom it opens with."""
+    workflow = update_layout(page, path) if os.environ.get("VIVIDZOO_UPDATE_LAYOUT") else load(path)
+    geometry, seen = drawn(page, workflow)
+    assert (geometry.scale, list(geometry.offset)) == (workflow["extra"]["ds"]["scale"],
+                                                       workflow["extra"]["ds"]["offset"])
+    assert layout_problems(geometry) == []
+    assert not seen["lowQuality"], "opens at a zoom where the frontend draws nodes without their text"
+    if os.environ.get("VIVIDZOO_UPDATE_LAYOUT"):
+        take_pictures(chromium, comfy_server, workflow, path.stem)
+
+
+def test_a_node_moved_onto_another_is_caught(page):
+    workflow = load(WORKFLOWS / "vividzoo_text_to_multiview_video.json")
+    assert layout_problems(drawn(page, workflow)[0]) == []
+    decode, combine = (next(n for n in workflow["nodes"] if n["type"] == kind)
+                       for kind in ("VAEDecode", "VividZoo_MultiViewVideoCombine"))
+    decode["pos"] = [combine["pos"][0] + 30, combine["pos"][1] + 30]
+    problems = layout_problems(drawn(page, workflow)[0])
+    assert any(f"node {decode['id']} " in p and f"node {combine['id']} " in p and "overlap" in p for p in problems)
+
+
+def test_only_the_drawn_size_shows_a_long_title_covering_the_next_node(page):
+    """The upscaled workflow as first shipped: its Upscale node's long title made the frontend draw it wider than
+    the file says, over the Combine node beside it. The stored sizes show nothing; the drawn ones do (the node
+    stays where the layout puts it, its width in the file 270)."""
+    workflow = load(WORKFLOWS / "vividzoo_multiview_video_upscaled.json")
+    upscale = next(n for n in workflow["nodes"] if n["type"] == "ImageScaleBy")
+    combine = next(n for n in workflow["nodes"] if n["type"] == "VividZoo_MultiViewVideoCombine")
+    upscale["title"] = "Upscale (swap for Upscale Image (using Model) with an ESRGAN model)"
+    assert layout_problems(stored_boxes(workflow)) == []
+    problems = layout_problems(drawn(page, workflow)[0])
+    assert any(f"node {upscale['id']} " in p and f"node {combine['id']} " in p and "overlap" in p for p in problems)
 
 
 MVDREAM_DOWNLOAD = {

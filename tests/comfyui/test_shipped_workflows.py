@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import av
 import pytest
 from comfyui_harness import REPO, comfy_run
-from workflow_schema import SNAPSHOT, WORKFLOWS, load, normalise, shipped_workflows, widgets
+from workflow_schema import SNAPSHOT, WORKFLOWS, load, normalise, server_nodes, shipped_workflows, widgets
 
 from vividzoo_core.video import GRID_MP4, GRID_WEBP
 
@@ -21,7 +21,7 @@ LIMIT_FRAMES = 32  # AnimateDiff v2's position encoding
 
 
 def used_node_types() -> set[str]:
-    return {node["type"] for path in shipped_workflows() for node in load(path)["nodes"]}
+    return {node["type"] for path in shipped_workflows() for node in server_nodes(load(path))}
 
 
 def test_object_info_snapshot_is_current(comfy_server):
@@ -46,7 +46,7 @@ def video_frames(workflow: dict) -> int:
 def small_copy(workflow: dict, schema: dict) -> dict:
     """The workflow at test size: 64 px, 2 steps, few frames (long videos stay longer than the limit), 2 FreeInit
     passes."""
-    for node in workflow["nodes"]:
+    for node in server_nodes(workflow):
         names = [name for name, _, _ in widgets(schema[node["type"]])]
         values = node.get("widgets_values")
 

@@ -19,7 +19,8 @@ What it does:
 3. Records kiui's ``orbit_camera`` and ``prepare_default_rays`` (elevation 0 and -15) at 256 px.
 
 Stand-ins (the only ones): ``diff_gaussian_rasterization`` (LGM) and ``gsplat.rendering`` (L4GM): modules whose
-rasterizer raises (nothing here renders); ``kiui.lpips`` (an ``LPIPS`` that raises: not built with ``lambda_lpips=0``); ``torchvision``'s
+rasterizer raises (nothing here renders); ``kiui.lpips`` (an ``LPIPS`` that raises: not built with
+``lambda_lpips=0``); ``torchvision``'s
 ``transforms.functional.normalize`` (torchvision's own formula, ``(x - mean[:, None, None]) / std[:, None, None]``
 in the tensor's dtype); ``GaussianRenderer``'s background tensor is made on the CPU instead of ``cuda``.
 xformers is not installed, so ``MemEffAttention`` takes the original's own exact PyTorch path. The frames are
@@ -86,7 +87,8 @@ def install_stand_ins() -> None:
     gsplat, rendering = types.ModuleType("gsplat"), types.ModuleType("gsplat.rendering")
     rendering.rasterization = GaussianRasterizer  # L4GM's core/gs.py renders with gsplat
     gsplat.rendering = rendering
-    sys.modules.update({"gsplat": gsplat, "gsplat.rendering": rendering, "diff_gaussian_rasterization": raster, "kiui.lpips": lpips, "torchvision": torchvision,
+    sys.modules.update({"gsplat": gsplat, "gsplat.rendering": rendering, "diff_gaussian_rasterization": raster,
+                        "kiui.lpips": lpips, "torchvision": torchvision,
                         "torchvision.transforms": transforms, "torchvision.transforms.functional": functional})
 
 

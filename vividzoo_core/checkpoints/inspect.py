@@ -16,6 +16,7 @@ from .files import LoadedFile, read_checkpoint
 from .ip_adapter import ip_adapter_parts, parse_ip_adapter
 from .motion import VERSION_NAMES, has_motion_modules, parse_motion_module
 from .mvdream import FAMILY_NAMES, split_mvdream
+from .reconstruction import KIND_NAMES, file_kind, is_reconstruction, parse_reconstruction
 
 
 def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -32,6 +33,19 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
             channels=sorted(set(alignment.channels.values())),
             parameters=alignment.parameter_count,
             info=alignment.info,
+        )
+    elif is_reconstruction(loaded):
+        reconstruction = parse_reconstruction(loaded, file_kind(loaded))
+        report.update(
+            kind=reconstruction.kind,
+            description=KIND_NAMES[reconstruction.kind],
+            family="reconstruction",
+            views=4,
+            down_channels=list(reconstruction.shape.down_channels),
+            up_channels=list(reconstruction.shape.up_channels),
+            temporal_attention=reconstruction.shape.temporal,
+            parameters=reconstruction.parameter_count,
+            set_aside=len(reconstruction.set_aside),
         )
     elif is_animate3d(loaded):
         animate3d = parse_animate3d(loaded)

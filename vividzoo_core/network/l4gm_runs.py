@@ -5,10 +5,11 @@ run's last frame (``start_t += num_frames - 1``), reads past the end as the last
 later run's outputs ``[1:end_t]``. Its bookkeeping has two faults this module does not have:
 
 - the first run keeps all 16 outputs even when the video is shorter: a 10-frame video gives 16 Gaussian frames,
-  the last one 7 times;
+  the last one 7 times (with interpolation 46 frames, 19 of them frame 9);
 - with interpolation, every later run interpolates from its first (overlap) frame again, so the seam frame comes
-  out twice, and stops one pair short (``range(len(kept) - 1)``), so the step from its second-to-last to its
-  last frame is never interpolated (a jump of 3 output frames' worth at every seam of a 40-frame video).
+  out twice, and it stops one pair short (``range(len(kept) - 1)`` over the window's positions), so a run's last
+  step is never interpolated. With 40 frames: frame 15 twice, nothing between frames 29 and 30, and nothing after
+  frame 38: the last frame never comes out.
 
 Here (:func:`l4gm_runs`, :func:`interpolation_pairs`) every input frame comes out exactly once and in order;
 with interpolation, output ``3 i`` is input frame ``i`` and every pair of neighbours gets its 2 in-between frames.
