@@ -12,16 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import VividZooError
-from .options import camera_file, existing_dir, existing_file, int_range, output_dir
+from ..settings import RECONSTRUCTION_SIZE
+from .options import add_setting, camera_file, existing_dir, existing_file, output_dir
 
 VIEW_NAMES = ("VIEW0", "VIEW1", "VIEW2", "VIEW3")
-
-
-def input_size_type() -> int_range:
-    """The model's input size: a multiple of what the UNet halves it by (32 for LGM's ``big``)."""
-    from ..checkpoints.reconstruction import BIG
-
-    return int_range(2**BIG.downsamples, None, 2**BIG.downsamples)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -47,8 +41,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 def add_model_files(parser: argparse.ArgumentParser | argparse._ArgumentGroup, required: bool) -> None:
     """``--lgm FILE | --l4gm FILE [--interp FILE]``, ``--moving-views``, ``--no-score``, ``--no-preview``,
     ``--input-size``."""
-    from ..lgm_cameras import INPUT_SIZE
-
     models = parser.add_mutually_exclusive_group(required=required)
     models.add_argument("--lgm", type=existing_file, metavar="FILE",
                         help="LGM: model_fp16_fixrot.safetensors (each frame on its own)")
@@ -63,9 +55,7 @@ def add_model_files(parser: argparse.ArgumentParser | argparse._ArgumentGroup, r
                         help="skip the reconstruction score (renders at the input cameras; slow on the CPU)")
     parser.add_argument("--no-preview", dest="preview", action="store_false",
                         help="skip the turntable video (rendered; slow on the CPU)")
-    parser.add_argument("--input-size", type=input_size_type(), default=INPUT_SIZE, metavar="PX",
-                        help=f"the size the views are resized to for the model (default {INPUT_SIZE}, what LGM and "
-                             "L4GM were trained at; smaller only for tests with tiny weights)")
+    add_setting(parser, RECONSTRUCTION_SIZE)
 
 
 def add_reconstruction_options(parser: argparse.ArgumentParser) -> None:
@@ -86,11 +76,9 @@ def model_kind(args: argparse.Namespace) -> tuple[str, Path]:
 def check_model_options(args: argparse.Namespace, needs_flag: bool = False) -> None:
     """What the model options cannot check alone (``needs_flag``: generate / animate, where --reconstruct asks)."""
     model_given = args.lgm is not None or args.l4gm is not None
-    from ..lgm_cameras import INPUT_SIZE
-
     extras = [option for option, value in (("--interp", args.interp), ("--moving-views", args.moving_views),
                                            ("--no-score", not args.score), ("--no-preview", not args.preview),
-                                           ("--input-size", args.input_size != INPUT_SIZE)) if value]
+                                           ("--input-size", args.input_size != RECONSTRUCTION_SIZE.default)) if value]
     if needs_flag and not args.reconstruct:
         given = (["--lgm"] if args.lgm else []) + (["--l4gm"] if args.l4gm else []) + extras
         if given:
