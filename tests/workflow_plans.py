@@ -49,6 +49,13 @@ VIVIDZOO_CHANGE = [
     "**Alignment Loader**: `none (training-free)` until you have trained alignment layers (`vividzoo train`).",
 ]
 
+GAUSSIANS = "3D Gaussians per frame (LGM)"
+RECONSTRUCTION_CHANGE = [
+    "**score** (Multi-View Video to Gaussians): renders every frame at the 4 cameras to score it; turn it off "
+    "on a CPU for long videos.",
+    "**preview** (Save Gaussian Sequence): the turntable video; the PLYs are written either way.",
+]
+
 PLANS = {
     "vividzoo_text_to_multiview_video": Plan(
         "Text to multi-view video (Vivid-ZOO)",
@@ -104,6 +111,30 @@ PLANS = {
          "**frames** (Animate3D Condition, 16) and **width**/**height**: set the memory and time.",
          "**free_init_iterations** (3, Animate3D's): 1 is three times faster, less coherent.",
          "**seed** of either sampler: new views, or new motion for the same views."],
+        model="animate3d"),
+    "vividzoo_text_to_4d_gaussians": Plan(
+        "Text to 4D Gaussians (Vivid-ZOO, then LGM)",
+        "Text to multi-view video as in the basic workflow, then LGM turns each frame's 4 views into 3D Gaussians: "
+        "one standard 3DGS PLY per frame (SuperSplat, gsplat, Load 3D), a manifest and a turntable video, with "
+        "each frame's reconstruction score.",
+        [VIVIDZOO_INPUTS, PROMPT_GROUP, [(SAMPLE, [[8]])], [(SAVE, [[9, 10]])],
+         [(GAUSSIANS, [[12, 13], [14]])]],
+        [*RECONSTRUCTION_CHANGE, *VIVIDZOO_CHANGE[:3]]),
+    "vividzoo_animate3d_to_l4gm": Plan(
+        "Text to 4D Gaussians with released weights only (MVDream, Animate3D, L4GM)",
+        "MVDream makes 4 views from the object prompt, Animate3D animates them from the motion prompt, and L4GM "
+        "turns the video into a temporally consistent sequence of 3D Gaussians, 3x the frames with its "
+        "interpolation model.",
+        [[(LOAD, [[1, 10]]), (CAMERAS, [[4]]), ("Size of the views", [[6]]), ("L4GM files", [[18, 19]])],
+         [(PROMPTS, [[2, 13, 3]])],
+         [("1. MVDream: the 4 views", [[5], [7]])],
+         [("The views", [[8]]), ("2. Animate3D: condition", [[11, 12]]), ("Animate3D: sample", [[14]])],
+         [(SAVE, [[15, 16]]), ("3. L4GM: 4D Gaussians", [[20, 21]])]],
+        [*RECONSTRUCTION_CHANGE,
+         "**moving_views** (off): L4GM was trained on view 0 moving and views 1-3 still; on feeds all 4 moving "
+         "views, outside its training.",
+         "**Object prompt** and **Motion prompt**: what the object is, and what it does.",
+         "**frames** (Animate3D Condition, 16): more frames run L4GM in successive 16-frame windows."],
         model="animate3d"),
     "vividzoo_animate3d_four_views": Plan(
         "Animate 4 views of your object (Animate3D)",

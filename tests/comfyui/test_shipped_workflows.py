@@ -45,7 +45,7 @@ def video_frames(workflow: dict) -> int:
 
 def small_copy(workflow: dict, schema: dict) -> dict:
     """The workflow at test size: 64 px, 2 steps, few frames (long videos stay longer than the limit), 2 FreeInit
-    passes."""
+    passes, LGM / L4GM at 64 px."""
     for node in server_nodes(workflow):
         names = [name for name, _, _ in widgets(schema[node["type"]])]
         values = node.get("widgets_values")
@@ -65,6 +65,8 @@ def small_copy(workflow: dict, schema: dict) -> dict:
             set_value("steps", 2)
         if node["type"] == "VividZoo_FreeInit":
             set_value("free_init_iterations", 2)
+        if node["type"] == "VividZoo_MultiViewVideoToGaussians":
+            set_value("input_size", 64)  # the tiny LGM / L4GM weights at the test size
     frames = video_frames(workflow)
     for node in workflow["nodes"]:
         if node["type"] == "VividZoo_OrbitTrajectory":
