@@ -206,6 +206,12 @@ MISSING_MODELS = {
             "https://huggingface.co/h94/IP-Adapter/resolve/main/models/image_encoder/model.safetensors?download=true",
     },
 }
+# The reconstruction workflow with released weights only: Animate3D's files and L4GM's two, in models/lgm.
+MISSING_MODELS["vividzoo_animate3d_to_l4gm"] = {
+    **MISSING_MODELS["vividzoo_animate3d_text_to_multiview_video"],
+    "lgm / recon.safetensors": "https://huggingface.co/jiawei011/L4GM/resolve/main/recon.safetensors?download=true",
+    "lgm / interp.safetensors": "https://huggingface.co/jiawei011/L4GM/resolve/main/interp.safetensors?download=true",
+}
 
 
 @pytest.mark.parametrize("name", MISSING_MODELS)
