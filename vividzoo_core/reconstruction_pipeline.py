@@ -52,7 +52,7 @@ BACKGROUND = (1.0, 1.0, 1.0)
 @dataclass
 class Reconstruction:
     gaussians: list[torch.Tensor]
-    """One ``(N, 14)`` float32 CPU tensor per output frame, in the model's frame."""
+    """One ``(N, 14)`` float32 tensor per output frame (on the pipeline's device), in the model's frame."""
     fps: float
     input_frames: list[int | None]
     """The input frame each output frame shows; None for an interpolated in-between frame."""
@@ -123,7 +123,7 @@ class ReconstructionPipeline:
         """``images (T, 4, 3, H, W)`` seen by ``poses (T, 4, 4, 4)`` through ``network``: T ``(N, 14)`` tensors."""
         rays = plucker_rays(poses, self.input_size)
         inputs = model_input(images, rays, self.input_size).to(self.device, self.dtype)
-        return list(network(inputs)[0].float().cpu())
+        return list(network(inputs)[0].float())  # on the device: the renders (score, interpolation) run there
 
     def _l4gm(self, images: torch.Tensor, poses: np.ndarray, moving_views: bool) -> list[torch.Tensor]:
         out = []
@@ -143,7 +143,7 @@ class ReconstructionPipeline:
 
         def model_views(frame: int) -> torch.Tensor:
             # View 0 from the video, views 1-3 rendered from L4GM's Gaussians of the frame (infer_4d.py).
-            rendered = [render(gaussians[frame], camera, size, size, BACKGROUND).image.clamp(0, 1).movedim(-1, 0)
+            rendered = [render(gaussians[frame], camera, size, size, BACKGROUND).image.clamp(0, 1).movedim(-1, 0).cpu()
                         for camera in cameras[1:]]
             return torch.cat([resized(images[frame, :1], size), torch.stack(rendered)])
 
