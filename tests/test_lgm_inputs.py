@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vividzoo_core.cameras import CameraRig, camera_to_world, orbit
+from vividzoo_core.cameras import CameraRig, camera_to_world, moving_orbit, orbit
 from vividzoo_core.errors import VividZooError
 from vividzoo_core.lgm_cameras import (
     AZIMUTHS,
@@ -149,6 +149,19 @@ def test_l4gm_views_follow_the_original_rule_or_move():
     assert torch.equal(l4gm_views(frames, moving=True), frames)
     renders = torch.full((4, 3, 2, 2), -1.0)
     assert l4gm_views(frames, renders)[:, 1:].eq(-1).all()
+
+
+def test_a_moving_rig_keeps_each_images_camera():
+    """Frame 0 view 0 sets the frame for all (the providers normalise by the first pose); with the original view
+    rule the rays of views 1-3 are frame 0's cameras, as their images are."""
+    moving = moving_orbit(4, 3, elevation=0.0, turn=90.0)
+    poses, warnings = ray_poses(moving)
+    assert poses.shape == (3, 4, 4, 4) and warnings == []
+    np.testing.assert_allclose(poses[0], trained_poses(), atol=1e-9)
+    np.testing.assert_allclose(poses[2, 0], model_poses(camera_to_world(0.0, 60.0)), atol=1e-9)  # turned 2 x 30
+    fed = l4gm_views(torch.from_numpy(poses)).numpy()
+    np.testing.assert_allclose(fed[:, 0], poses[:, 0])
+    np.testing.assert_allclose(fed[:, 1:], np.broadcast_to(poses[0, 1:], (3, 3, 4, 4)))
 
 
 def test_interpolation_views_are_lerps_of_every_view():

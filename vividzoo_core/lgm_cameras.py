@@ -20,7 +20,10 @@ Policy when a video's cameras are not the training cameras (:func:`ray_poses`):
   elevations, so small differences are close to what they saw. At elevation 0 and fovy 49.1 the rays equal
   ``prepare_default_rays`` exactly (the normalisation is then the identity).
 
-The Gaussians come out in the frame of the normalised cameras; :func:`world_from_model` maps them back to the
+A moving rig gives rays per frame, all normalised by frame 0's first camera (as the providers normalise by the
+first pose of the clip); with L4GM's view rule, views 1-3 take frame 0's cameras like their images
+(:func:`vividzoo_core.network.lgm_inputs.l4gm_views` applies to both). The Gaussians come out in the frame of the
+normalised cameras; :func:`world_from_model` maps them back to the
 video's world (our convention), for renders at the input cameras.
 """
 

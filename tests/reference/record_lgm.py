@@ -52,7 +52,7 @@ IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 SEED = 31
 SIZE = 64
-FRAMES = 4
+FRAMES = 3  # not 4: a frame count equal to the view count would hide a swapped frame/view order
 STRIDE = {"lgm_64": 1, "lgm_256": 16, "l4gm": 4, "interp": 4}
 
 

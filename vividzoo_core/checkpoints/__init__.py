@@ -1,5 +1,6 @@
-"""The checkpoint files Vivid-ZOO reads and writes: MVDream, AnimateDiff motion modules, alignment, and for
-Animate3D its trained model, the IP-Adapter and the CLIP image encoder."""
+"""The checkpoint files Vivid-ZOO reads and writes: MVDream, AnimateDiff motion modules, alignment, for
+Animate3D its trained model, the IP-Adapter and the CLIP image encoder, and the reconstruction family's LGM and
+L4GM files."""
 
 from .alignment import (
     AlignmentCheckpoint,
@@ -14,6 +15,7 @@ from .inspect import inspect_checkpoint
 from .ip_adapter import IPAdapterCheckpoint, load_ip_adapter
 from .motion import MotionModuleCheckpoint, load_motion_module
 from .mvdream import SD15, SD21, MVDreamCheckpoint, load_mvdream
+from .reconstruction import LGMShape, ReconstructionCheckpoint, load_reconstruction
 
 __all__ = [
     "SD15",
@@ -23,9 +25,11 @@ __all__ = [
     "ClipVisionCheckpoint",
     "ClipVisionShape",
     "IPAdapterCheckpoint",
+    "LGMShape",
     "LoadedFile",
     "MVDreamCheckpoint",
     "MotionModuleCheckpoint",
+    "ReconstructionCheckpoint",
     "alignment_checkpoint",
     "inspect_checkpoint",
     "load_alignment",
@@ -34,6 +38,7 @@ __all__ = [
     "load_ip_adapter",
     "load_motion_module",
     "load_mvdream",
+    "load_reconstruction",
     "read_checkpoint",
     "save_alignment",
 ]

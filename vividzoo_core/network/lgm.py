@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints.reconstruction import GAUSSIAN_CHANNELS, IN_CHANNELS, LGMShape, ReconstructionCheckpoint
+from .attention import AttentionFunction, sdpa_attention
 
 VIEWS = 4
 HEADS = 16
@@ -46,18 +47,18 @@ def activate(raw: torch.Tensor) -> torch.Tensor:
 
 
 class SelfAttention(nn.Module):
-    """``core/attention.py`` ``Attention``: fused qkv without bias, 16 heads, output projection."""
+    """``core/attention.py`` ``Attention``: fused qkv without bias (q, k, v in that order, heads packed), 16 heads,
+    output projection. ``attention`` is the kernel (:func:`sdpa_attention`, or a host's with the same contract)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.qkv = nn.Linear(channels, 3 * channels, bias=False)
         self.proj = nn.Linear(channels, channels)
+        self.attention: AttentionFunction = sdpa_attention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, channels = x.shape
-        q, k, v = self.qkv(x).reshape(batch, tokens, 3, HEADS, channels // HEADS).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(batch, tokens, channels))
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return self.proj(self.attention(q, k, v, HEADS))
 
 
 class GroupAttention(nn.Module):
@@ -70,13 +71,12 @@ class GroupAttention(nn.Module):
     def __init__(self, channels: int, temporal: bool) -> None:
         super().__init__()
         self.temporal = temporal
-        self.frames = 1
         self.norm = nn.GroupNorm(GROUPS, channels, eps=EPS)
         self.attn = SelfAttention(channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         images, channels, height, width = x.shape
-        y = self.norm(x).reshape(-1, self.frames, VIEWS, channels, height, width)  # [B, T, V, C, H, W]
+        y = self.norm(x).reshape(-1, frames, VIEWS, channels, height, width)  # [B, T, V, C, H, W]
         if self.temporal:
             y = y.transpose(1, 2)  # [B, V, T, ...]: one group per view
         batch, outer, inner = y.shape[:3]
@@ -125,11 +125,11 @@ class Block(nn.Module):
             conv = nn.Conv2d(channels, channels, 3, stride=2 if kind == "down" else 1, padding=1)
             setattr(self, "downsample" if kind == "down" else "upsample", conv)
 
-    def _attend(self, x: torch.Tensor, index: int) -> torch.Tensor:
+    def _attend(self, x: torch.Tensor, index: int, frames: int) -> torch.Tensor:
         if self.attns[index] is not None:
-            x = self.attns[index](x)
+            x = self.attns[index](x, frames)
         if self.t_attns is not None and self.t_attns[index] is not None:
-            x = self.t_attns[index](x)
+            x = self.t_attns[index](x, frames)
         return x
 
 
@@ -162,6 +162,12 @@ class LGMNetwork(nn.Module):
         self.unet.conv_out = nn.Conv2d(up[-1], GAUSSIAN_CHANNELS, 3, padding=1)
         self.conv = nn.Conv2d(GAUSSIAN_CHANNELS, GAUSSIAN_CHANNELS, 1)
 
+    def set_attention(self, attention: AttentionFunction) -> None:
+        """Use another attention kernel (ComfyUI's ``optimized_attention`` contract) in every attention."""
+        for module in self.modules():
+            if isinstance(module, SelfAttention):
+                module.attention = attention
+
     @property
     def pixels_per_splat(self) -> int:
         """Input pixels per Gaussian along each side (2 for ``big``: 256 px in, 128 x 128 Gaussians per view)."""
@@ -172,21 +178,20 @@ class LGMNetwork(nn.Module):
         batch, frames, views, channels, height, width = inputs.shape
         if views != VIEWS or channels != IN_CHANNELS:
             raise ValueError(f"LGM takes [B, T, {VIEWS}, {IN_CHANNELS}, H, W], got {tuple(inputs.shape)}")
-        for module in self.modules():
-            if isinstance(module, GroupAttention):
-                module.frames = frames if self.shape.temporal else 1
-        raw = self.conv(self._unet(inputs.reshape(batch * frames * views, channels, height, width)))
+        inputs = inputs.to(self.conv.weight).reshape(batch * frames * views, channels, height, width)
+        raw = self.conv(self._unet(inputs, frames if self.shape.temporal else 1))
         size = raw.shape[-2:]
         raw = raw.reshape(batch, frames, views, GAUSSIAN_CHANNELS, *size).permute(0, 1, 2, 4, 5, 3)
         return activate(raw.reshape(batch, frames, views * size[0] * size[1], GAUSSIAN_CHANNELS))
 
-    def _unet(self, x: torch.Tensor) -> torch.Tensor:
+    def _unet(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """``frames``: how many consecutive groups of 4 images form one sequence (1 without temporal attention)."""
         unet = self.unet
         x = unet.conv_in(x)
         skips = [x]
         for block in unet.down_blocks:
             for index, net in enumerate(block.nets):
-                x = block._attend(net(x), index)
+                x = block._attend(net(x), index, frames)
                 skips.append(x)
             if hasattr(block, "downsample"):
                 x = block.downsample(x)
@@ -194,10 +199,10 @@ class LGMNetwork(nn.Module):
         mid = unet.mid_block
         x = mid.nets[0](x)
         for index, net in enumerate(mid.nets[1:]):
-            x = net(mid._attend(x, index))
+            x = net(mid._attend(x, index, frames))
         for block in unet.up_blocks:
             for index, net in enumerate(block.nets):
-                x = block._attend(net(torch.cat([x, skips.pop()], dim=1)), index)
+                x = block._attend(net(torch.cat([x, skips.pop()], dim=1)), index, frames)
             if hasattr(block, "upsample"):
                 x = block.upsample(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         return unet.conv_out(F.silu(unet.norm_out(x)))

@@ -5,7 +5,7 @@ originals ``cv2.resize(..., INTER_AREA)`` video frames to 256 px, then ``F.inter
 ``input_size`` 256, a no-op), ``TF.normalize`` with ImageNet's mean and std, then the Plücker rays of each view
 (:func:`vividzoo_core.lgm_cameras.plucker_rays`, channels ``o x d`` then ``d``) concatenated after the 3 colour
 channels. Frames of another size: an integer multiple of 256 is reduced with area averaging (what INTER_AREA
-computes for integer factors); any other size is refused.
+computes for integer factors, without its rounding to 8 bits); any other size is refused.
 
 L4GM's view rule (``infer_4d.py``): at every frame view 0 comes from the video and views 1-3 are the 3D views of
 frame 0, repeated (``ref_video[:, 1:] = mv_image[None, 1:]``). That is what it was trained for: a monocular video
@@ -53,15 +53,18 @@ def model_input(images: torch.Tensor, rays: torch.Tensor, size: int = INPUT_SIZE
 
 
 def l4gm_views(frames: torch.Tensor, multi_view: torch.Tensor | None = None, moving: bool = False) -> torch.Tensor:
-    """L4GM's input views ``[T, 4, 3, H, W]`` from a multi-view video ``frames`` of the same shape.
+    """L4GM's input views ``[T, 4, ...]`` from a multi-view video ``frames`` of the same shape.
 
-    Default (the original rule): view 0 of each frame, views 1-3 from ``multi_view`` (``[4, 3, H, W]``;
-    the video's frame 0 when not given; the original's later runs with interpolation pass renders of the
-    previous run's last Gaussians there). ``moving``: the video's 4 views of every frame (see the module note)."""
+    Default (the original rule): view 0 of each frame, views 1-3 from ``multi_view`` (``[4, ...]``; the video's
+    frame 0 when not given; the original's later runs with interpolation pass renders of the previous run's last
+    Gaussians there). ``moving``: the video's 4 views of every frame (see the module note). Any trailing shape:
+    apply it to the images ``[T, 4, 3, H, W]`` and to the cameras ``[T, 4, 4, 4]`` alike, so that with a moving
+    rig each image keeps the rays of the camera that saw it."""
     if moving:
         return frames
     multi_view = frames[0] if multi_view is None else multi_view
-    return torch.cat([frames[:, :1], multi_view[None, 1:].expand(frames.shape[0], -1, -1, -1, -1)], dim=1)
+    rest = multi_view[None, 1:].expand(frames.shape[0], *multi_view[1:].shape)
+    return torch.cat([frames[:, :1], rest], dim=1)
 
 
 def interpolation_views(start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
