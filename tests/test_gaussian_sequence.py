@@ -66,6 +66,10 @@ def test_writes_plys_manifest_and_turntable(tmp_path: Path) -> None:
     assert (video[:, 0, 0] > 230).all()  # the white background in the corners
 
 
+def test_the_turntable_shows_whole_loops_of_at_least_48_frames() -> None:
+    assert [turntable_frames(n) for n in (1, 2, 5, 16, 48, 60)] == [48, 48, 50, 48, 48, 60]
+
+
 def test_reads_back_what_it_wrote(tmp_path: Path) -> None:
     seq = sequence()
     save_gaussian_sequence(seq, tmp_path, preview=False)

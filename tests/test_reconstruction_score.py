@@ -48,8 +48,9 @@ def test_scores_of_renders_against_themselves_and_with_a_known_error() -> None:
     frames = [torch.cat([torch.rand(n, 3, generator=generator) - 0.5, torch.rand(n, 1, generator=generator),
                          torch.rand(n, 3, generator=generator) * 0.1 + 0.01, unrotated,
                          torch.rand(n, 3, generator=generator)], dim=1) for _ in range(2)]
-    cameras = [turntable(4)]
-    views = torch.stack([torch.stack([render(g, c, 16).image.clamp(0, 1) for c in cameras[0]]) for g in frames])
+    cameras = [turntable(4), turntable(4, elevation=20)]  # a moving rig: each frame its own row
+    views = torch.stack([torch.stack([render(g, c, 16).image.clamp(0, 1) for c in row])
+                         for g, row in zip(frames, cameras)])
     perfect = reconstruction_scores(frames, views, cameras)
     assert [f.psnr for f in perfect.frames] == [math.inf, math.inf]
     assert [f.ssim for f in perfect.frames] == pytest.approx([1.0, 1.0], abs=1e-12)
@@ -63,6 +64,14 @@ def test_scores_of_renders_against_themselves_and_with_a_known_error() -> None:
     # MSE over the frame's 4 views = 0.05^2 / 4; float32 images: the shift itself is rounded to ~1e-8
     assert scores.frames[1].psnr == pytest.approx(10 * math.log10(4 / 0.05**2), abs=1e-4)
     assert scores.frames[1].ssim < 1.0
+
+
+def test_renders_are_clamped_to_0_1_as_lgm_s() -> None:
+    # colours beyond 1 (a PLY from elsewhere) render above 1 in the middle; the clamped render is all white
+    bright = torch.tensor([[0, 0, 0, 0.9, 0.2, 0.2, 0.2, 1, 0, 0, 0, 2.0, 2.0, 2.0]])
+    assert render(bright, turntable(1)[0], 16).image.max() > 1.5
+    score = reconstruction_scores([bright], torch.ones(1, 1, 16, 16, 3), [turntable(1)])
+    assert score.frames[0].psnr == math.inf
 
 
 def test_mismatched_inputs_are_refused() -> None:
