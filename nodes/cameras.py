@@ -55,7 +55,7 @@ class OrbitTrajectory(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VividZoo_OrbitTrajectory",
-            display_name="Vivid-ZOO Orbit Trajectory",
+            display_name="Vivid-ZOO Orbit Trajectory (turntable)",
             search_aliases=["orbit", "turntable", "moving cameras", "4D"],
             category="VividZoo/cameras",
             description="The ring of cameras turning around the object while it moves (a turntable): frame f is "

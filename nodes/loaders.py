@@ -82,7 +82,7 @@ class MotionModuleLoader(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VividZoo_MotionModuleLoader",
-            display_name="Vivid-ZOO Motion Module Loader",
+            display_name="Vivid-ZOO AnimateDiff Motion Module Loader",
             search_aliases=["AnimateDiff", "motion module", "4D", "video"],
             category="VividZoo/loaders",
             description=(

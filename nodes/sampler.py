@@ -6,10 +6,12 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from ..vividzoo_core.errors import VividZooError
+from ..vividzoo_core.layout import VideoLayout
 from ..vividzoo_core.settings import BETA_SCHEDULE, CFG, CONTEXT_FRAMES, CONTEXT_OVERLAP, SEED, STEPS
 from .apply import alignment_input, video_model_inputs
 from .inputs import numbers_in_range, setting_input
 from .patching import add_context_windows, check_video, patch_vividzoo
+from .preview import sample_with_grid_preview
 
 
 class VividZooSampler(io.ComfyNode):
@@ -17,12 +19,13 @@ class VividZooSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VividZoo_Sampler",
-            display_name="Vivid-ZOO Sampler",
+            display_name="Vivid-ZOO Sampler (multi-view 4D video)",
             search_aliases=["AnimateDiff", "MVDream", "multiview", "multi-view", "4D", "KSampler"],
             category="VividZoo",
             description=(
                 "Samples a multi-view video: applies Vivid-ZOO (motion modules, alignment or training-free, "
-                "cameras, beta schedule) and runs ComfyUI's sampler, with latent previews and a progress bar. "
+                "cameras, beta schedule) and runs ComfyUI's sampler, with a progress bar and a preview of all "
+                "views of one frame as a grid, the frame moving on each step. "
                 "Videos longer than the motion module's limit (32 frames for v2) are denoised in sliding context "
                 "windows of whole frames. Checks views x frames and the cameras before the first step."
             ),
@@ -57,8 +60,6 @@ class VividZooSampler(io.ComfyNode):
     def execute(cls, model, motion_module, cameras, positive, negative, latent_image, seed: int, steps: int,
                 cfg: float, sampler_name: str, scheduler: str, beta_schedule: str, context_frames: int,
                 context_overlap: int, denoise: float, alignment=None) -> io.NodeOutput:
-        from nodes import common_ksampler  # ComfyUI's own KSampler routine (noise, previews, progress)
-
         if context_frames > motion_module.max_frames:
             raise VividZooError(
                 f"context_frames {context_frames} is longer than the motion module's limit of "
@@ -71,8 +72,8 @@ class VividZooSampler(io.ComfyNode):
         if batch // cameras.views > window:
             add_context_windows(patched, cameras.views, window, context_overlap)
         check_video(patched.model_options, batch)
-        (latent,) = common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                                    latent_image, denoise=denoise)
+        latent = sample_with_grid_preview(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                          latent_image, denoise, VideoLayout(cameras.views, batch // cameras.views))
         return io.NodeOutput(latent)
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from .cameras import CAMERAS_FILE, CameraRig, transforms_json
 from .errors import VividZooError
+from .layout import VideoLayout
 from .settings import FPS
 
 DEFAULT_FPS = FPS.default
@@ -77,6 +78,14 @@ def views_to_grid(frames: torch.Tensor, columns: int | None = None) -> torch.Ten
         r, c = divmod(v, columns)
         grid[:, r * height : (r + 1) * height, c * width : (c + 1) * width] = frames[:, v]
     return grid
+
+
+def frame_grid(batch: torch.Tensor, layout: VideoLayout, frame: int) -> torch.Tensor:
+    """``(B, C, H, W)`` in layout order -> ``(1, C, rows*H, columns*W)``: the views of ``frame`` (first copy) placed
+    as ``grid.mp4`` places them. For sampling previews, which show one image of the batch."""
+    start = layout.index(frame, 0)
+    views = batch[start:start + layout.views]
+    return views_to_grid(views.movedim(1, -1)[None]).movedim(-1, 1)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Shipped workflows in ComfyUI's frontend (headless Chromium): no missing nodes, tidy on the canvas as the
 frontend draws them (tests/workflow_layout.py's rules), and with empty model folders the missing-models dialog
-names each file to download and the folder it goes in.
+names each file to download and the folder it goes in; the node search finds the nodes by the words people type.
 
 ``VIVIDZOO_UPDATE_LAYOUT=1`` lays every workflow out again from its plan (tests/workflow_plans.py) with the
-node sizes the frontend draws, and retakes the pictures: the thumbnails beside the workflows and the
-screenshots in docs/images/.
+node sizes the frontend draws, and retakes the pictures: the thumbnails beside the workflows, and in
+docs/images/ the screenshot of each and of an output folder.
 
 Needs Chromium (``VIVIDZOO_CHROMIUM``, default /usr/bin/chromium) and the ``playwright`` package
 (no browser download: it drives the system Chromium). Screenshots go to ``VIVIDZOO_SCREENSHOTS``
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from comfyui_harness import REPO, ComfyServer
+from comfyui_harness import REPO, ComfyServer, comfy_run
 from workflow_layout import Geometry, lay_out, layout_problems, stored_boxes
 from workflow_plans import PLANS, note_text
 from workflow_schema import SNAPSHOT, WORKFLOWS, load, shipped_workflows
@@ -223,3 +223,74 @@ def test_missing_models_dialog_names_files_and_folders(chromium, empty_comfy_ser
         labels = {span.inner_text(): span.get_attribute("title") for span in dialog.locator("span[title]").all()}
         screenshot(page, f"missing_models_dialog_{name}", tmp_path)
     assert labels == MISSING_MODELS[name]
+
+
+# word -> a node the node search of ComfyUI v0.12.1's own frontend (1.37.11) lists for it. That frontend matches
+# the id and display name only; later ones also match the schemas' search_aliases (test_node_search.py), so the
+# display names carry the words people type that the names lacked (AnimateDiff, turntable, 4D), near their start:
+# its fuzzy match gives up on words further in than about 30 characters.
+SEARCHES = {
+    "multiview": "Multi-View Video Combine", "multi-view": "Empty Multi-View Video Latent",
+    "4D": "Vivid-ZOO Sampler (multi-view 4D video)", "turntable": "Vivid-ZOO Orbit Trajectory (turntable)",
+    "orbit": "Vivid-ZOO Orbit Cameras", "AnimateDiff": "Vivid-ZOO AnimateDiff Motion Module Loader",
+    "MVDream": "Vivid-ZOO MVDream Checkpoint Loader", "Animate3D": "Vivid-ZOO Animate3D Loader",
+}
+
+
+def test_node_search_finds_the_nodes_by_the_words_people_type(chromium, comfy_server):
+    listed = {}
+    with frontend(chromium, comfy_server) as page:
+        page.evaluate("() => app.graph.clear()")
+        for word in SEARCHES:
+            page.mouse.dblclick(900, 600)  # on the empty canvas: the node search opens
+            box = page.get_by_placeholder("Search Nodes...")
+            box.fill(word)
+            page.wait_for_timeout(500)
+            listed[word] = [" ".join(text.split()) for text in page.locator("[role=option]").all_inner_texts()]
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(300)  # the dialog closes before the next double-click
+    missing = {word: found for word, found in listed.items() if not any(o.startswith(SEARCHES[word]) for o in found)}
+    assert not missing, missing
+
+
+def test_output_folder_holds_the_videos_cameras_and_frames(chromium, comfy_server, tmp_path):
+    """The basic workflow run (small, with save_frames on): its output folder has every file, and a page listing
+    them beside the animated preview is the picture of docs/comfyui.md (retaken with VIVIDZOO_UPDATE_LAYOUT=1)."""
+    from html import escape
+
+    from test_shipped_workflows import small_copy, video_frames
+
+    from vividzoo_core.cameras import CAMERAS_FILE
+    from vividzoo_core.video import FRAMES_FOLDER, GRID_MP4, GRID_WEBP, TRANSFORMS_FILE, view_video_name
+
+    workflow = small_copy(load(WORKFLOWS / "vividzoo_text_to_multiview_video.json"), comfy_server.get("/object_info"))
+    combine = next(n for n in workflow["nodes"] if n["type"] == "VividZoo_MultiViewVideoCombine")
+    combine["widgets_values"][-1] = True  # save_frames
+    (tmp_path / "workflow.json").write_text(json.dumps(workflow))
+    envelope = comfy_run(comfy_server, tmp_path / "workflow.json")
+    assert envelope["returncode"] == 0 and envelope.get("ok"), envelope
+    output = comfy_server.base / "output"
+    folder = max(output.glob(f"{combine['widgets_values'][2]}_*/"))
+    files = sorted(folder.iterdir())
+    expected = {GRID_MP4, GRID_WEBP, *map(view_video_name, range(4)), CAMERAS_FILE, TRANSFORMS_FILE, FRAMES_FOLDER}
+    assert {f.name for f in files} == expected
+    frames = sorted((folder / FRAMES_FOLDER).iterdir())
+    assert len(frames) == 4 * video_frames(workflow)
+    rows = "".join(f"<tr><td>{escape(f.name)}{'/' if f.is_dir() else ''}</td><td>"
+                   f"{f'{len(frames)} PNGs, {frames[0].name} ...' if f.is_dir() else f'{f.stat().st_size:,} bytes'}"
+                   "</td></tr>" for f in files)
+    page_file = tmp_path / "output_folder.html"
+    page_file.write_text(
+        f"<body style='font:16px sans-serif;background:#202020;color:#ddd;margin:24px'>"
+        f"<h3>ComfyUI/output/{escape(folder.relative_to(output).as_posix())}/</h3><div style='display:flex;gap:40px'>"
+        f"<table cellpadding=4>{rows}</table><div>{GRID_WEBP} (random test weights: coloured noise)<br>"
+        f"<img src='{(folder / GRID_WEBP).as_uri()}' style='width:512px;image-rendering:pixelated'></div></div>")
+    page = chromium.new_page(viewport={"width": 1000, "height": 440})
+    try:
+        page.goto(page_file.as_uri())
+        page.wait_for_timeout(500)
+        assert page.evaluate("document.images[0].naturalWidth") == 4 * page.evaluate("document.images[0].naturalHeight")
+        if os.environ.get("VIVIDZOO_UPDATE_LAYOUT"):
+            page.screenshot(path=str(DOCS_IMAGES / "output_folder.jpg"), type="jpeg", quality=80)
+    finally:
+        page.close()
