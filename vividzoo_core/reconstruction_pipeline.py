@@ -119,7 +119,7 @@ class ReconstructionPipeline:
             sequence.score = score_sequence(sequence, video.frames)
         return sequence
 
-    def _run(self, network: Network, images: torch.Tensor, poses: np.ndarray) -> list[torch.Tensor]:
+    def _run(self, network: Network, images: torch.Tensor, poses: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
         """``images (T, 4, 3, H, W)`` seen by ``poses (T, 4, 4, 4)`` through ``network``: T ``(N, 14)`` tensors."""
         rays = plucker_rays(poses, self.input_size)
         inputs = model_input(images, rays, self.input_size).to(self.device, self.dtype)
@@ -130,7 +130,8 @@ class ReconstructionPipeline:
         for run in l4gm_runs(len(images)):
             index = list(run.frames)
             views = l4gm_views(images[index], images[0], moving=moving_views)
-            run_poses = poses[index] if moving_views else model_view_poses(poses, index)
+            # The same rule for the cameras: each image keeps the rays of the camera that saw it.
+            run_poses = l4gm_views(torch.from_numpy(poses[index]), torch.from_numpy(poses[0]), moving=moving_views)
             kept = self._run(self.network, views, run_poses)
             out += [kept[p] for p in run.keep]
         return out
@@ -155,13 +156,6 @@ class ReconstructionPipeline:
                 out.append(result[position])
                 inputs.append(pair.start if position == 0 else pair.end if position == len(window) - 1 else None)
         return out, inputs
-
-
-def model_view_poses(poses: np.ndarray, frames: list[int]) -> np.ndarray:
-    """L4GM's cameras for ``frames``: view 0 at each frame's camera, views 1-3 at frame 0's (its view rule)."""
-    picked = poses[frames].copy()
-    picked[:, 1:] = poses[0, 1:]
-    return picked
 
 
 def score_sequence(sequence: Reconstruction, frames: torch.Tensor) -> ReconstructionScore:
