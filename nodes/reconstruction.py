@@ -182,7 +182,7 @@ class SaveGaussianSequence(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VividZoo_SaveGaussianSequence",
-            display_name="Save Gaussian Sequence",
+            display_name="Save Gaussian Sequence (PLY)",
             search_aliases=["gaussian", "gaussian splatting", "3DGS", "4D", "ply", "save", "turntable"],
             category="VividZoo/reconstruction",
             description=(

@@ -234,6 +234,9 @@ SEARCHES = {
     "4D": "Vivid-ZOO Sampler (multi-view 4D video)", "turntable": "Vivid-ZOO Orbit Trajectory (turntable)",
     "orbit": "Vivid-ZOO Orbit Cameras", "AnimateDiff": "Vivid-ZOO AnimateDiff Motion Module Loader",
     "MVDream": "Vivid-ZOO MVDream Checkpoint Loader", "Animate3D": "Vivid-ZOO Animate3D Loader",
+    "gaussian": "Multi-View Video to Gaussians", "LGM": "Vivid-ZOO LGM / L4GM Loader",
+    "L4GM": "Vivid-ZOO LGM / L4GM Loader",
+    "PLY": "Save Gaussian Sequence (PLY)",
 }
 
 
@@ -248,7 +251,8 @@ def test_node_search_finds_the_nodes_by_the_words_people_type(chromium, comfy_se
             page.wait_for_timeout(500)
             listed[word] = [" ".join(text.split()) for text in page.locator("[role=option]").all_inner_texts()]
             page.keyboard.press("Escape")
-            page.wait_for_timeout(300)  # the dialog closes before the next double-click
+            box.wait_for(state="hidden")  # the dialog closes before the next double-click (slower with more nodes)
+            page.wait_for_timeout(300)
     missing = {word: found for word, found in listed.items() if not any(o.startswith(SEARCHES[word]) for o in found)}
     assert not missing, missing
 
