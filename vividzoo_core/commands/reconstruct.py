@@ -25,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "reconstruct", help="multi-view video -> 3D Gaussians per frame (LGM) or over time (L4GM), as PLY files")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("run_dir", nargs="?", type=existing_dir, metavar="RUN_DIR",
+    source.add_argument("run_dir", nargs="?", type=existing_dir,
                         help="an output folder of `vividzoo generate` or `animate` (or a folder of several)")
     source.add_argument("--videos", nargs=4, type=existing_file, metavar=VIEW_NAMES,
                         help="4 view videos at azimuth 0/90/180/270 in that order (with --cameras)")
