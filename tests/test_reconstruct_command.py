@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vividzoo_core.cameras import moving_orbit, orbit
 from vividzoo_core.checkpoints.reconstruction import L4GM, L4GM_INTERP, LGM
@@ -184,3 +185,53 @@ def test_generate_refuses_reconstruction_options_without_reconstruct(files, weig
     code, output = cli([*base, "--reconstruct", "--lgm", str(files[LGM]), "--size", "72"], capsys)
     assert code == 2 and "square frames of 256 px" in output
     assert not (tmp_path / "o").exists()
+
+
+def test_generate_reconstructs_each_prompt_s_video(files, weights, tmp_path, capsys):
+    """--reconstruct: every generated video gets its reconstruction/ (the Gaussians of the frames just written)."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red car, 3d asset\na blue bird, 3d asset\n")
+    code, output = cli(["generate", "--mvdream", str(weights.mvdream), "--motion", str(weights.motion["v2"]),
+                        "--prompts", str(prompts), "--frames", "2", "--size", str(SIZE), "--steps", "1", "--seed",
+                        "3", "--out", str(tmp_path / "out"), "--device", "cpu", "--reconstruct", "--lgm",
+                        str(files[LGM]), "--input-size", str(SIZE), "--no-preview", "--no-score"], capsys)
+    assert code == 0, output
+    folders = sorted((tmp_path / "out").iterdir())
+    for folder, prompt in zip(folders, ("a red car, 3d asset", "a blue bird, 3d asset")):
+        out = folder / RECONSTRUCTION_FOLDER
+        info = json.loads((out / INFO_FILE).read_text())
+        assert info["output_to_input_frame"] == [0, 1] and info["video"]["prompt"] == prompt
+        assert (out / ply_name(1)).is_file()
+        # The generated 15-degree cameras: the rays follow them, and the warning says so.
+        assert any("elevation is 15.0 degrees" in warning for warning in info["warnings"])
+    assert len(folders) == 2
+
+
+def test_animate_reconstructs_with_l4gm_and_refuses_a_taken_output_before_loading(files, animate3d_weights,
+                                                                                tmp_path, capsys, monkeypatch):
+    from vividzoo_core.synthetic_weights import synthetic_condition_views
+
+    views = []
+    for index, view in enumerate(synthetic_condition_views(SIZE)):
+        views.append(tmp_path / f"{index}.png")
+        Image.fromarray(view).save(views[-1])
+    a3d = animate3d_weights
+    argv = ["animate", "--mvdream", str(a3d.mvdream), "--animate3d", str(a3d.full), "--clip-vision",
+            str(a3d.clip_vision), "--images", *map(str, views), "--prompt", "a dragon roars", "--frames", "2",
+            "--size", str(SIZE), "--steps", "1", "--free-init-iterations", "1", "--seed", "7", "--device", "cpu",
+            "--out", str(tmp_path / "out"), "--reconstruct", "--l4gm", str(files[L4GM]), "--interp",
+            str(files[L4GM_INTERP]), "--input-size", str(SIZE), "--no-preview"]
+    code, output = cli(argv, capsys)
+    assert code == 0, output
+    info = json.loads((tmp_path / "out" / RECONSTRUCTION_FOLDER / INFO_FILE).read_text())
+    assert info["output_to_input_frame"] == [0, None, None, 1] and info["fps"] == 3 * info["video"]["fps"]
+    assert len(info["score"]["psnr_db"]) == 2
+    # Again into the same folder: its reconstruction/ is taken, refused before Animate3D loads.
+    from vividzoo_core.animate3d_pipeline import Animate3DPipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights were loaded before the taken output folder was refused")
+
+    monkeypatch.setattr(Animate3DPipeline, "from_files", refuse)
+    code, output = cli(argv, capsys)
+    assert code == 2 and "reconstruction already exists and is not empty" in output
