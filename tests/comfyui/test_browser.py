@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from comfyui_harness import REPO, ComfyServer, comfy_run
-from workflow_layout import Geometry, lay_out, layout_problems, stored_boxes
+from workflow_layout import WINDOW, Geometry, lay_out, layout_problems, stored_boxes
 from workflow_plans import PLANS, note_text
 from workflow_schema import SNAPSHOT, WORKFLOWS, load, shipped_workflows
 
@@ -75,7 +75,7 @@ def chromium():
 @contextmanager
 def frontend(chromium, server: ComfyServer) -> Iterator:
     """ComfyUI's frontend from ``server`` in a new page, ready to load workflows."""
-    page = chromium.new_page(viewport={"width": 1920, "height": 1080})
+    page = chromium.new_page(viewport={"width": WINDOW[0], "height": WINDOW[1]})  # the window the layout is for
     try:
         page.goto(server.url)
         page.wait_for_function(READY, timeout=60_000)

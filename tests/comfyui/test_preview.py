@@ -12,6 +12,7 @@ import uuid
 from io import BytesIO
 
 import pytest
+import websocket  # websocket-client, which comfy-cli (a test extra) requires
 from PIL import Image
 from workflow_schema import WORKFLOWS
 
@@ -21,7 +22,6 @@ PREVIEW_IMAGE = 1  # ComfyUI's protocol.BinaryEventTypes
 
 
 def test_sampler_preview_is_the_views_of_a_frame_side_by_side(comfy_server):
-    websocket = pytest.importorskip("websocket", reason="needs websocket-client (installed with comfy-cli)")
     prompt = json.loads((WORKFLOWS / "api" / "vividzoo_text_to_multiview_video.json").read_text())
     views = prompt["7"]["inputs"]["views"]
     prompt["7"]["inputs"].update(frames=3, width=64, height=64)
