@@ -45,6 +45,8 @@ Network = Callable[[torch.Tensor], torch.Tensor]
 """``[1, T, 4, 9, S, S]`` -> ``[1, T, N, 14]``: :class:`~vividzoo_core.network.lgm.LGMNetwork` or a stand-in."""
 INTERPOLATION_RATE = 3
 """Output frames per input frame with the interpolation model (``interpolate_rate`` of ``infer_4d.py``)."""
+INTERPOLATION_NEEDS_L4GM = ("the interpolation model (interp.safetensors) works on L4GM's Gaussians: use it with L4GM "
+                            "(recon.safetensors), not LGM")
 BACKGROUND = (1.0, 1.0, 1.0)
 """LGM and L4GM render on white (their training views are composited on white)."""
 
@@ -71,7 +73,7 @@ class ReconstructionPipeline:
         if kind not in (LGM, L4GM):
             raise ValueError(f"kind must be {LGM!r} or {L4GM!r}, got {kind!r}")
         if interpolation is not None and kind != L4GM:
-            raise VividZooError("the interpolation model works on L4GM's Gaussians; use it with --l4gm, not --lgm")
+            raise VividZooError(INTERPOLATION_NEEDS_L4GM)
         self.kind, self.network, self.interpolation = kind, network, interpolation
         self.device, self.dtype, self.input_size = torch.device(device), dtype, input_size
         self.names = names or {}
@@ -83,7 +85,7 @@ class ReconstructionPipeline:
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         if interpolation is not None and kind != L4GM:
-            raise VividZooError("the interpolation model works on L4GM's Gaussians; use it with --l4gm, not --lgm")
+            raise VividZooError(INTERPOLATION_NEEDS_L4GM)
         checkpoint = load_reconstruction(model, kind)
         interp_checkpoint = load_reconstruction(interpolation, L4GM_INTERP) if interpolation is not None else None
         names = {kind: Path(model).name}

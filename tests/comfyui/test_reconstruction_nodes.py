@@ -73,6 +73,8 @@ def test_the_nodes_give_the_standalone_pipeline_s_gaussians(comfy_server, tmp_pa
     ({"model": FILE_NAMES["l4gm"], "interpolation": FILE_NAMES[LGM]}, "VividZoo_MultiViewVideoToGaussians",
      "not L4GM's 4-frame interpolation model"),
     ({"moving_views": True}, "VividZoo_MultiViewVideoToGaussians", "moving_views is an L4GM option"),
+    ({"interpolation": FILE_NAMES["l4gm_interp"]}, "VividZoo_MultiViewVideoToGaussians",
+     "use it with L4GM (recon.safetensors), not LGM"),
     ({"images": 6}, "VividZoo_MultiViewVideoToGaussians", "6 images are not a whole number of frames of 4 views"),
     ({"input_size": 256}, "VividZoo_MultiViewVideoToGaussians", "square frames of 256 px"),
     ({"views": 3}, "VividZoo_MultiViewVideoToGaussians", "the cameras have 3 views but the video has 4"),
