@@ -42,10 +42,10 @@ MODEL_COSTS = {
     "animate3d": (ANIMATE3D_WEIGHT_BYTES_FP16, ANIMATE3D_ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16),
 }
 # LGM / L4GM (the released 'big' UNet), from the same trace: weights, and activations per input image pixel
-# (4 views per frame) of one forward, exactly linear in frames x views x pixels (1184 B at 128 and 256 px, 1 to 16
+# (4 views per frame) of one forward, exactly linear in frames x views x pixels (1202 B at 128 and 256 px, 1 to 16
 # frames). L4GM's interpolation model has L4GM's weights.
 RECONSTRUCTION_WEIGHT_BYTES_FP16 = {"lgm": 0.830e9, "l4gm": 0.933e9}
-RECONSTRUCTION_ACTIVATION_BYTES_PER_PIXEL_FP16 = 1184.0
+RECONSTRUCTION_ACTIVATION_BYTES_PER_PIXEL_FP16 = 1202.0
 CUDA_CONTEXT_BYTES = 0.5 * 1024**3
 OVERHEAD = (1.2, 1.5)
 GB = 1024**3
