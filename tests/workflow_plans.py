@@ -18,7 +18,7 @@ from workflow_schema import REPO, widget_values
 
 from vividzoo_core.animate3d_pipeline import VIEWS as ANIMATE3D_VIEWS
 from vividzoo_core.checkpoints.motion import POSITION_ENCODING_LENGTHS
-from vividzoo_core.memory import describe_estimate
+from vividzoo_core.memory import describe_estimate, reconstruction_estimate_gb
 from vividzoo_core.settings import GenerationSettings
 
 Group = tuple[str, list[list[int]]]
@@ -182,9 +182,24 @@ def memory_line(workflow: dict, plan: Plan, schemas: dict) -> str:
     settings = GenerationSettings("", frames=frames, context_frames=values.get(("VividZoo_Sampler", "context_frames")))
     at_once = settings.window_frames(POSITION_ENCODING_LENGTHS["v2"])
     windows = f", in windows of {at_once} frames" if at_once < frames else ""
-    return (f"About {describe_estimate(views, at_once, width, height, model=plan.model)} of GPU memory in fp16 for "
+    line = (f"About {describe_estimate(views, at_once, width, height, model=plan.model)} of GPU memory in fp16 for "
             f"{views} views x {frames} frames x {width}x{height} px{windows} (the pack's estimate; GPU time not "
             "measured yet). On a CPU a step takes minutes: try fewer frames, steps or pixels first.")
+    return line + reconstruction_memory(workflow, values)
+
+
+def reconstruction_memory(workflow: dict, values: dict) -> str:
+    """The reconstruction's own estimate, when the workflow has one (it runs after the video model, not beside it)."""
+    size = values.get(("VividZoo_MultiViewVideoToGaussians", "input_size"))
+    if size is None:
+        return ""
+    models = [node["widgets_values"][0] for node in workflow["nodes"]
+              if node["type"] == "VividZoo_ReconstructionModelLoader"]
+    kind = "l4gm" if any("recon" in model for model in models) else "lgm"
+    interpolation = any("interp" in model for model in models)
+    low, high = reconstruction_estimate_gb(kind, 16 if kind == "l4gm" else 1, size, interpolation)
+    return (f" Then {'L4GM' if kind == 'l4gm' else 'LGM'}{' with its interpolation model' if interpolation else ''}: "
+            f"about {low:.1f} to {high:.1f} GB (estimate).")
 
 
 def repository() -> str:
