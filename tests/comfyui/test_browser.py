@@ -241,12 +241,21 @@ SEARCHES = {
 
 
 def test_node_search_finds_the_nodes_by_the_words_people_type(chromium, comfy_server):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     listed = {}
     with frontend(chromium, comfy_server) as page:
         page.evaluate("() => app.graph.clear()")
+        box = page.get_by_placeholder("Search Nodes...")
         for word in SEARCHES:
-            page.mouse.dblclick(900, 600)  # on the empty canvas: the node search opens
-            box = page.get_by_placeholder("Search Nodes...")
+            for attempt in range(3):  # on a loaded machine a double-click can land before the canvas takes it
+                page.mouse.dblclick(900, 600)  # on the empty canvas: the node search opens
+                try:
+                    box.wait_for(state="visible", timeout=5000)
+                    break
+                except PlaywrightTimeoutError:
+                    if attempt == 2:
+                        raise
             box.fill(word)
             page.wait_for_timeout(500)
             listed[word] = [" ".join(text.split()) for text in page.locator("[role=option]").all_inner_texts()]
