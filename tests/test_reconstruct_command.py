@@ -19,7 +19,7 @@ from vividzoo_core.gaussians import ply_bytes
 from vividzoo_core.reconstruction_inputs import RECONSTRUCTION_FOLDER, read_result
 from vividzoo_core.reconstruction_pipeline import ReconstructionPipeline
 from vividzoo_core.synthetic_reconstruction_weights import write_lgm_test_weights
-from vividzoo_core.video import INFO_FILE, MultiViewVideo, save_video
+from vividzoo_core.video import INFO_FILE, MultiViewVideo, rescue_frames, save_video
 
 SIZE = 64
 """Frames and model input for the tiny weights (the released models take 256)."""
@@ -235,3 +235,21 @@ def test_animate_reconstructs_with_l4gm_and_refuses_a_taken_output_before_loadin
     monkeypatch.setattr(Animate3DPipeline, "from_files", refuse)
     code, output = cli(argv, capsys)
     assert code == 2 and "reconstruction already exists and is not empty" in output
+
+
+def test_a_rescued_video_is_read_like_its_frames(files, tmp_path, capsys):
+    """frames.npz (what a failed save keeps: uint8 frames, cameras, fps) gives the Gaussians of the PNG frames."""
+    run = write_result(tmp_path / "run")
+    video = read_result(run)
+    rescued = tmp_path / "rescued"
+    rescued.mkdir()
+    rescue_frames(video.frames, rescued / "frames.npz", video.cameras, 12.0)
+    code, output = cli(["reconstruct", str(rescued), "--lgm", str(files[LGM]), "--input-size", str(SIZE),
+                        "--no-preview", "--no-score", "--device", "cpu"], capsys)
+    assert code == 0, output
+    pipeline = ReconstructionPipeline.from_files(LGM, files[LGM], device="cpu")
+    pipeline.input_size = SIZE
+    expected = pipeline.reconstruct(video, score=False)
+    out = rescued / RECONSTRUCTION_FOLDER
+    assert (out / ply_name(1)).read_bytes() == ply_bytes(expected.gaussians[1])
+    assert json.loads((out / INFO_FILE).read_text())["fps"] == 12.0
