@@ -11,7 +11,10 @@ cost the same arithmetic as trained ones), on one CUDA device:
   step time as a ratio to the paper's shape, the two timed alternately in this run;
 - training: samples per second and peak memory at batch 1, gradient checkpointing, bf16;
 - Animate3D (MV-VDM), standalone, in the same precisions: one sample at 4 views x 16 frames x 256 px with its
-  own defaults (25 DDIM steps, CFG 7.5, FreeInit with 3 passes), from 4 condition views, beside its estimate.
+  own defaults (25 DDIM steps, CFG 7.5, FreeInit with 3 passes), from 4 condition views, beside its estimate;
+- reconstruction (3D Gaussians from the video, ``vividzoo reconstruct``): LGM per frame and L4GM with its
+  interpolation model over the 16 frames, seconds per frame and the score's renders (gsplat when installed),
+  beside ``reconstruction_estimate_gb``.
 
     python bench/gpu_report.py [--out gpu_report.md]
     /path/to/ComfyUI-venv/bin/python bench/gpu_report.py --comfyui /path/to/ComfyUI   # adds the ComfyUI rows
@@ -44,7 +47,7 @@ from vividzoo_core.cameras import orbit  # noqa: E402
 from vividzoo_core.commands.options import existing_dir, positive_int  # noqa: E402
 from vividzoo_core.data.toy import make_toy_dataset  # noqa: E402
 from vividzoo_core.diffusers_host import decode_latents, quiet_diffusers  # noqa: E402
-from vividzoo_core.memory import GB, describe_estimate  # noqa: E402
+from vividzoo_core.memory import GB, describe_estimate, reconstruction_estimate_gb  # noqa: E402
 from vividzoo_core.pipeline import VividZooPipeline  # noqa: E402
 from vividzoo_core.settings import GenerationSettings  # noqa: E402
 from vividzoo_core.synthetic_weights import (  # noqa: E402
@@ -189,6 +192,37 @@ def _animate3d_row(files, views, precision: str, plan: Plan, device: Device) -> 
                         estimate)
 
 
+def reconstruction_rows(folder: Path, precisions: list[str], plan: Plan, device: Device, full_size: bool) -> list[Row]:
+    """LGM per frame and L4GM + interpolation over the video (random weights: the same arithmetic), in parts:
+    the networks, then the score's renders at the 4 input cameras of every frame."""
+    from vividzoo_core.checkpoints.reconstruction import BIG, L4GM, L4GM_INTERP, LGM
+    from vividzoo_core.checkpoints.reconstruction import TINY as TINY_LGM
+    from vividzoo_core.reconstruction_inputs import ReconstructionInput
+    from vividzoo_core.reconstruction_pipeline import ReconstructionPipeline, score_sequence
+    from vividzoo_core.synthetic_reconstruction_weights import write_lgm_test_weights
+
+    shape = plan.paper
+    files = write_lgm_test_weights(folder / "lgm", *((BIG, torch.float16) if full_size else (TINY_LGM,)))
+    video = ReconstructionInput(torch.rand(shape.frames, 4, shape.size, shape.size, 3), orbit(4, 0.0), 8.0, folder)
+    rows = []
+    for precision in precisions:
+        for kind, interpolation in ((LGM, None), (L4GM, files[L4GM_INTERP])):
+            pipe = ReconstructionPipeline.from_files(kind, files[kind], interpolation, str(device.torch), precision)
+            pipe.input_size = shape.size
+            pipe.reconstruct(replace(video, frames=video.frames[:2]), score=False)  # warm-up
+            device.reset_peak()
+            result, seconds = device.timed(lambda pipe=pipe: pipe.reconstruct(video, score=False))
+            _, score_seconds = device.timed(lambda result=result: score_sequence(result, video.frames))
+            estimate = "{:.1f} to {:.1f} GB".format(*reconstruction_estimate_gb(
+                kind, 1 if kind == LGM else 16, shape.size, interpolation is not None))
+            rows.append(Row(f"reconstruction ({pipe.description})", f"{shape}, {len(result.gaussians)} frames out",
+                            precision, "standalone", f"{seconds / shape.frames:.3g} s/input frame (score "
+                            f"{score_seconds / shape.frames:.3g} s/frame)", device.peak_gb(), estimate))
+            del pipe
+            device.reset_peak()
+    return rows
+
+
 def standalone_rows(files: RandomWeights, precision: str, plan: Plan, device: Device, with_ratio: bool) -> list[Row]:
     rows = _standalone_rows(files, precision, plan, device, with_ratio)
     device.reset_peak()  # the pipeline is freed once _standalone_rows returns
@@ -323,6 +357,7 @@ def main(argv: list[str] | None = None) -> None:
             rows += comfyui_rows(args.comfyui, files, precisions, plan, device)
         rows.append(training_row(files, Path(scratch), plan, device))
         rows += animate3d_rows(Path(scratch), precisions, plan, device, full_size=not args.tiny)
+        rows += reconstruction_rows(Path(scratch), precisions, plan, device, full_size=not args.tiny)
     header = (f"Vivid-ZOO GPU report: {'tiny' if args.tiny else 'full-size'} random weights, {device.describe()}, "
               f"torch {torch.__version__}, {time.perf_counter() - started:.0f} s in all")
     report = markdown(rows, header)

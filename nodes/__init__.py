@@ -1,6 +1,7 @@
 """The ComfyUI nodes of Vivid-ZOO: the only code of the pack that imports ComfyUI.
 
-One feature per module: loaders, cameras, latent, apply (patching a MODEL), sampler, video. The
+One feature per module: loaders, cameras, latent, apply (patching a MODEL), sampler, video, reconstruction
+(3D Gaussians from the video). The
 engine they adapt is ``vividzoo_core``; ``patching`` holds everything that touches ComfyUI's model.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from . import animate3d, apply, cameras, latent, loaders, sampler, video
+from . import animate3d, apply, cameras, latent, loaders, reconstruction, sampler, video
 
 NODES: list[type[io.ComfyNode]] = [
     *loaders.NODES, *cameras.NODES, *latent.NODES, *apply.NODES, *sampler.NODES, *video.NODES, *animate3d.NODES,
+    *reconstruction.NODES,
 ]
 
 

@@ -1,5 +1,5 @@
-"""Where the pack looks for weights: ``models/vividzoo`` (its own), ``models/animatediff_models``, and for
-Animate3D ``models/ipadapter`` and ComfyUI's ``models/clip_vision``.
+"""Where the pack looks for weights: ``models/vividzoo`` (its own), ``models/animatediff_models``, for
+Animate3D ``models/ipadapter`` and ComfyUI's ``models/clip_vision``, and ``models/lgm`` for LGM / L4GM.
 
 ``animatediff_models`` is AnimateDiff-Evolved's folder and ``ipadapter`` ComfyUI_IPAdapter_plus's; registered here
 too (without duplicates) so one copy of a file serves every pack.
@@ -18,6 +18,7 @@ MOTION = COMFYUI_FOLDERS["motion"]
 CHECKPOINTS = "checkpoints"
 IP_ADAPTER = COMFYUI_FOLDERS["ipadapter"]
 CLIP_VISION = COMFYUI_FOLDERS["clipvision"]
+RECONSTRUCTION = COMFYUI_FOLDERS["lgm"]
 
 
 def register(name: str) -> None:
@@ -52,3 +53,4 @@ def describe(*names: str) -> str:
 register(VIVIDZOO)
 register(MOTION)
 register(IP_ADAPTER)
+register(RECONSTRUCTION)

@@ -22,7 +22,7 @@ def nodes():
 
 def test_ids_are_unique_prefixed_and_documented(nodes):
     ids = [node.GET_SCHEMA().node_id for node in nodes]
-    assert len(ids) == len(set(ids)) == 18
+    assert len(ids) == len(set(ids)) == 21
     for node in nodes:
         schema = node.GET_SCHEMA()
         assert schema.node_id.startswith("VividZoo_") and schema.category.startswith("VividZoo")

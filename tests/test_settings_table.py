@@ -16,10 +16,10 @@ from vividzoo_core.animate3d_pipeline import Animate3DSettings
 from vividzoo_core.cli import build_parser
 from vividzoo_core.commands import options
 from vividzoo_core.errors import VividZooError
-from vividzoo_core.settings import ELEVATION, SEED, SETTINGS, WIDTH, GenerationSettings
+from vividzoo_core.settings import ELEVATION, RECONSTRUCTION_SIZE, SEED, SETTINGS, WIDTH, GenerationSettings
 
 # Node inputs named otherwise than the setting whose range they share.
-NODE_ALIASES = {"elevation_end": ELEVATION}
+NODE_ALIASES = {"elevation_end": ELEVATION, "input_size": RECONSTRUCTION_SIZE}
 # Numeric node inputs that are not generation settings (each with its own meaning).
 NODE_ONLY = {"azimuth_span", "denoise", "view", "columns", "size"}
 # Where a node's purpose asks for another default than the table's.

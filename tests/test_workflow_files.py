@@ -20,7 +20,7 @@ SCHEMAS = json.loads(SNAPSHOT.read_text())
 EXPECTED = {
     "vividzoo_text_to_multiview_video", "vividzoo_multiview_video_upscaled", "vividzoo_long_video_context_windows",
     "vividzoo_training_free_vs_aligned", "vividzoo_turntable_orbit", "vividzoo_animate3d_text_to_multiview_video",
-    "vividzoo_animate3d_four_views",
+    "vividzoo_animate3d_four_views", "vividzoo_text_to_4d_gaussians", "vividzoo_animate3d_to_l4gm",
 }
 # What the frontend's missing-models dialog lists (the README's download table): name, address, folder; per loader,
 # in the order of its file widgets.
@@ -43,6 +43,13 @@ DOWNLOADS = {
 }
 
 
+# The reconstruction loader's one file widget: the download of the file it selects (LGM, or L4GM's two files).
+RECONSTRUCTION_DOWNLOADS = {
+    name: [{"name": name, "directory": "lgm", "url": f"https://huggingface.co/{repo}/resolve/main/{name}?download=true"}]
+    for repo, name in (("ashawkey/LGM", "model_fp16_fixrot.safetensors"), ("jiawei011/L4GM", "recon.safetensors"),
+                       ("jiawei011/L4GM", "interp.safetensors"))}
+
+
 def test_the_workflows_ship_with_thumbnails_and_api_copies():
     assert {p.stem for p in shipped_workflows()} == EXPECTED
     for name in EXPECTED:
@@ -62,6 +69,9 @@ def test_nodes_exist_and_widget_values_fit(path):
 def test_loaders_carry_the_download_of_their_selected_file(path):
     loaders = [node for node in load(path)["nodes"] if node["type"] in DOWNLOADS]
     kinds = {node["type"] for node in loaders}
+    for node in load(path)["nodes"]:
+        if node["type"] == "VividZoo_ReconstructionModelLoader":
+            assert node["properties"]["models"] == RECONSTRUCTION_DOWNLOADS[node["widgets_values"][0]]
     assert "VividZoo_MVDreamCheckpointLoader" in kinds
     assert len(kinds & {"VividZoo_MotionModuleLoader", "VividZoo_Animate3DLoader"}) == 1  # one video model family
     for node in loaders:

@@ -18,7 +18,7 @@ from workflow_schema import REPO, widget_values
 
 from vividzoo_core.animate3d_pipeline import VIEWS as ANIMATE3D_VIEWS
 from vividzoo_core.checkpoints.motion import POSITION_ENCODING_LENGTHS
-from vividzoo_core.memory import describe_estimate
+from vividzoo_core.memory import describe_estimate, reconstruction_estimate_gb
 from vividzoo_core.settings import GenerationSettings
 
 Group = tuple[str, list[list[int]]]
@@ -47,6 +47,13 @@ VIVIDZOO_CHANGE = [
     "**Video size**: views x frames x width x height sets the memory; 4 views, 16 frames, 256 px is the paper's.",
     "**steps** (50, the paper's): fewer is faster and rougher.",
     "**Alignment Loader**: `none (training-free)` until you have trained alignment layers (`vividzoo train`).",
+]
+
+GAUSSIANS = "3D Gaussians per frame (LGM)"
+RECONSTRUCTION_CHANGE = [
+    "**score** (Multi-View Video to Gaussians): renders every frame at the 4 cameras to score it; turn it off "
+    "on a CPU for long videos.",
+    "**preview** (Save Gaussian Sequence): the turntable video; the PLYs are written either way.",
 ]
 
 PLANS = {
@@ -105,6 +112,30 @@ PLANS = {
          "**free_init_iterations** (3, Animate3D's): 1 is three times faster, less coherent.",
          "**seed** of either sampler: new views, or new motion for the same views."],
         model="animate3d"),
+    "vividzoo_text_to_4d_gaussians": Plan(
+        "Text to 4D Gaussians (Vivid-ZOO, then LGM)",
+        "Text to multi-view video as in the basic workflow, then LGM turns each frame's 4 views into 3D Gaussians: "
+        "one standard 3DGS PLY per frame (SuperSplat, gsplat, Load 3D), a manifest and a turntable video, with "
+        "each frame's reconstruction score.",
+        [VIVIDZOO_INPUTS, PROMPT_GROUP, [(SAMPLE, [[8]])], [(SAVE, [[9, 10]])],
+         [(GAUSSIANS, [[12, 13], [14]])]],
+        [*RECONSTRUCTION_CHANGE, *VIVIDZOO_CHANGE[:3]]),
+    "vividzoo_animate3d_to_l4gm": Plan(
+        "Text to 4D Gaussians with released weights only (MVDream, Animate3D, L4GM)",
+        "MVDream makes 4 views from the object prompt, Animate3D animates them from the motion prompt, and L4GM "
+        "turns the video into a temporally consistent sequence of 3D Gaussians, 3x the frames with its "
+        "interpolation model.",
+        [[(LOAD, [[1, 10]]), (CAMERAS, [[4]]), ("Size of the views", [[6]]), ("L4GM files", [[18, 19]])],
+         [(PROMPTS, [[2, 13, 3]])],
+         [("1. MVDream: the 4 views", [[5], [7]])],
+         [("The views", [[8]]), ("2. Animate3D: condition", [[11, 12]]), ("Animate3D: sample", [[14]])],
+         [(SAVE, [[15, 16]]), ("3. L4GM: 4D Gaussians", [[20, 21]])]],
+        [*RECONSTRUCTION_CHANGE,
+         "**moving_views** (off): L4GM was trained on view 0 moving and views 1-3 still; on feeds all 4 moving "
+         "views, outside its training.",
+         "**Object prompt** and **Motion prompt**: what the object is, and what it does.",
+         "**frames** (Animate3D Condition, 16): more frames run L4GM in successive 16-frame windows."],
+        model="animate3d"),
     "vividzoo_animate3d_four_views": Plan(
         "Animate 4 views of your object (Animate3D)",
         "Four pictures of your object (front, left, back, right, at elevation 15) become a multi-view video "
@@ -151,9 +182,24 @@ def memory_line(workflow: dict, plan: Plan, schemas: dict) -> str:
     settings = GenerationSettings("", frames=frames, context_frames=values.get(("VividZoo_Sampler", "context_frames")))
     at_once = settings.window_frames(POSITION_ENCODING_LENGTHS["v2"])
     windows = f", in windows of {at_once} frames" if at_once < frames else ""
-    return (f"About {describe_estimate(views, at_once, width, height, model=plan.model)} of GPU memory in fp16 for "
+    line = (f"About {describe_estimate(views, at_once, width, height, model=plan.model)} of GPU memory in fp16 for "
             f"{views} views x {frames} frames x {width}x{height} px{windows} (the pack's estimate; GPU time not "
             "measured yet). On a CPU a step takes minutes: try fewer frames, steps or pixels first.")
+    return line + reconstruction_memory(workflow, values)
+
+
+def reconstruction_memory(workflow: dict, values: dict) -> str:
+    """The reconstruction's own estimate, when the workflow has one (it runs after the video model, not beside it)."""
+    size = values.get(("VividZoo_MultiViewVideoToGaussians", "input_size"))
+    if size is None:
+        return ""
+    models = [node["widgets_values"][0] for node in workflow["nodes"]
+              if node["type"] == "VividZoo_ReconstructionModelLoader"]
+    kind = "l4gm" if any("recon" in model for model in models) else "lgm"
+    interpolation = any("interp" in model for model in models)
+    low, high = reconstruction_estimate_gb(kind, 16 if kind == "l4gm" else 1, size, interpolation)
+    return (f" Then {'L4GM' if kind == 'l4gm' else 'LGM'}{' with its interpolation model' if interpolation else ''}: "
+            f"about {low:.1f} to {high:.1f} GB (estimate).")
 
 
 def repository() -> str:

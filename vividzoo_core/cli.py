@@ -9,10 +9,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .commands import animate, dataset, demo, evaluate, generate, inspect, make_test_weights, train
+from .commands import animate, dataset, demo, evaluate, generate, inspect, make_test_weights, reconstruct, train
 from .errors import VividZooError
 
-COMMANDS = (generate, animate, demo, inspect, make_test_weights, dataset, train, evaluate)
+COMMANDS = (generate, animate, reconstruct, demo, inspect, make_test_weights, dataset, train, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,11 @@ MODEL_COSTS = {
     "vividzoo": (WEIGHT_BYTES_FP16, ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16),
     "animate3d": (ANIMATE3D_WEIGHT_BYTES_FP16, ANIMATE3D_ACTIVATION_BYTES_PER_LATENT_PIXEL_FP16),
 }
+# LGM / L4GM (the released 'big' UNet), from the same trace: weights, and activations per input image pixel
+# (4 views per frame) of one forward, exactly linear in frames x views x pixels (1202 B at 128 and 256 px, 1 to 16
+# frames). L4GM's interpolation model has L4GM's weights.
+RECONSTRUCTION_WEIGHT_BYTES_FP16 = {"lgm": 0.830e9, "l4gm": 0.933e9}
+RECONSTRUCTION_ACTIVATION_BYTES_PER_PIXEL_FP16 = 1202.0
 CUDA_CONTEXT_BYTES = 0.5 * 1024**3
 OVERHEAD = (1.2, 1.5)
 GB = 1024**3
@@ -167,3 +172,17 @@ def describe_estimate(views: int, frames: int, width: int, height: int, bytes_pe
     """:func:`estimate_gb` as text, ``"6.1 to 7.5 GB"``: one decimal, so a narrow range never reads "4-4 GB"."""
     low, high = estimate_gb(views, frames, width, height, bytes_per_value, model)
     return f"{low:.1f} to {high:.1f} GB"
+
+
+def reconstruction_estimate_gb(kind: str, frames_at_once: int, size: int = 256, interpolation: bool = False,
+                               views: int = 4, bytes_per_value: int = 2) -> tuple[float, float]:
+    """Likely GPU memory range (GB) of LGM (``lgm``, one frame at a time: ``frames_at_once`` 1) or L4GM (``l4gm``,
+    its 16-frame window) at ``size`` px, with L4GM's interpolation model loaded beside it (``interpolation``).
+
+    The Gaussians themselves (65 536 x 14 floats per frame at 256 px) are kept on the CPU and not counted.
+    """
+    weights = RECONSTRUCTION_WEIGHT_BYTES_FP16[kind] * (2 if interpolation else 1)
+    activations = RECONSTRUCTION_ACTIVATION_BYTES_PER_PIXEL_FP16 * frames_at_once * views * size * size
+    tensors = bytes_per_value / 2 * (weights + activations)
+    low, high = ((tensors * factor + CUDA_CONTEXT_BYTES) / GB for factor in OVERHEAD)
+    return low, high

@@ -14,7 +14,9 @@ from dataclasses import dataclass, fields
 
 from .cameras import CameraRig, moving_orbit, orbit
 from .checkpoints.motion import POSITION_ENCODING_LENGTHS
+from .checkpoints.reconstruction import BIG
 from .errors import VividZooError
+from .lgm_cameras import INPUT_SIZE as LGM_INPUT_SIZE
 from .schedules import BETA_SCHEDULES, PAPER_BETA_SCHEDULE
 
 MOST_FRAMES_AT_ONCE = max(POSITION_ENCODING_LENGTHS.values())
@@ -127,6 +129,12 @@ IP_SCALE = Setting("ip_scale", float, 1.0, "weight of the condition views' CLIP 
 FREE_INIT_ITERATIONS = Setting("free_init_iterations", int, 3, "FreeInit passes: the whole sampling repeated from "
                                                                "noise whose low frequencies come from the last pass "
                                                                "(Animate3D: 3; 1 turns FreeInit off)", 1, 10)
+
+# Reconstruction (LGM / L4GM): not a generation setting, so not in SETTINGS; the command line and the node read it here.
+RECONSTRUCTION_SIZE = Setting(
+    "input_size", int, LGM_INPUT_SIZE, "the size the views are resized to for LGM / L4GM (256, what they were trained "
+    "at; smaller only for tests with tiny weights)", 2**BIG.downsamples, 4 * LGM_INPUT_SIZE,
+    multiple=2**BIG.downsamples, step=2**BIG.downsamples)
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
     VIEWS, FRAMES, WIDTH, HEIGHT, STEPS, CFG, ELEVATION, AZIMUTH_START, TURN, SEED, BETA_SCHEDULE, CONTEXT_FRAMES,

@@ -415,8 +415,9 @@ TEST_PREFIX = "TEST-RANDOM-"  # random weights must never pass for real ones in 
 
 def install_comfyui_test_weights(models: str | Path, full_size: bool = False,
                                  log: Callable[[str], None] = lambda message: None) -> dict[str, Path]:
-    """Random-weight MVDream, motion-module (v1, v2, v3) and alignment files in ComfyUI's model folders, and
-    Animate3D's modules, the SD 1.5 IP-Adapter and a CLIP image encoder fitting that MVDream file.
+    """Random-weight MVDream, motion-module (v1, v2, v3) and alignment files in ComfyUI's model folders,
+    Animate3D's modules, the SD 1.5 IP-Adapter and a CLIP image encoder fitting that MVDream file, and tiny LGM,
+    L4GM and L4GM-interpolation files (``lgm``, ``l4gm``, ``l4gm_interp``) in ``models/lgm``.
 
     Every name starts with ``TEST-RANDOM-``; returns the paths by kind (``mvdream``, ``motion_v2``, ``animate3d``,
     ``ipadapter``, ``clipvision``, ...). ComfyUI's own 'Load CLIP Vision' refuses the tiny image encoder (it
@@ -431,6 +432,9 @@ def install_comfyui_test_weights(models: str | Path, full_size: bool = False,
         animate3d = write_animate3d_files(Path(scratch) / "animate3d", *shapes)
         sources.update(animate3d=animate3d.modules, ipadapter=animate3d.ip_adapter_safetensors,
                        clipvision=animate3d.clip_vision)
+        from .synthetic_reconstruction_weights import write_lgm_test_weights  # it imports this module
+
+        sources.update(write_lgm_test_weights(Path(scratch) / "lgm"))  # tiny widths even with full_size
         installed = {}
         for kind, source in sources.items():
             folder = models / COMFYUI_FOLDERS[kind.split("_")[0]]

@@ -27,7 +27,9 @@ import pytest
 import torch
 
 from vividzoo_core.checkpoints.clip_vision import ClipVisionShape
+from vividzoo_core.checkpoints.files import COMFYUI_FOLDERS
 from vividzoo_core.checkpoints.mvdream import UNET_PREFIX
+from vividzoo_core.synthetic_reconstruction_weights import write_lgm_test_weights
 from vividzoo_core.synthetic_weights import (
     TINY_CLIP_VISION,
     TINY_SD15,
@@ -148,6 +150,7 @@ def write_weights(base: Path, scratch: Path) -> None:
             lora[f"{name}.lora_down.weight"] = torch.randn(4, tensor.shape[1], generator=generator) * 0.5
     save_file(lora, str(models / "loras" / LORA_NAME))
     write_animate3d_weights(models, scratch / "animate3d")
+    write_lgm_test_weights(models / COMFYUI_FOLDERS["lgm"])  # the release names the workflows use
     write_condition_views(base / "input")
 
 

@@ -30,6 +30,7 @@ EXPECTED_NODES = {
     "VividZoo_EmptyMultiViewVideoLatent", "VividZoo_ApplyVividZoo", "VividZoo_Sampler",
     "VividZoo_MultiViewVideoCombine", "VividZoo_SelectView", "VividZoo_ViewsToGrid", "VividZoo_MVDreamCameras",
     "VividZoo_Animate3DLoader", "VividZoo_Animate3DViews", "VividZoo_Animate3DCondition", "VividZoo_FreeInit",
+    "VividZoo_ReconstructionModelLoader", "VividZoo_MultiViewVideoToGaussians", "VividZoo_SaveGaussianSequence",
 }
 
 

@@ -15,7 +15,8 @@ import pytest
 from comfyui_harness import REPO, comfy_run
 from workflow_schema import SNAPSHOT, WORKFLOWS, load, normalise, server_nodes, shipped_workflows, widgets
 
-from vividzoo_core.video import GRID_MP4, GRID_WEBP
+from vividzoo_core.gaussian_sequence import TURNTABLE_MP4, load_gaussian_sequence, turntable_frames
+from vividzoo_core.video import GRID_MP4, GRID_WEBP, INFO_FILE
 
 LIMIT_FRAMES = 32  # AnimateDiff v2's position encoding
 
@@ -45,7 +46,7 @@ def video_frames(workflow: dict) -> int:
 
 def small_copy(workflow: dict, schema: dict) -> dict:
     """The workflow at test size: 64 px, 2 steps, few frames (long videos stay longer than the limit), 2 FreeInit
-    passes."""
+    passes, LGM / L4GM at 64 px."""
     for node in server_nodes(workflow):
         names = [name for name, _, _ in widgets(schema[node["type"]])]
         values = node.get("widgets_values")
@@ -65,6 +66,8 @@ def small_copy(workflow: dict, schema: dict) -> dict:
             set_value("steps", 2)
         if node["type"] == "VividZoo_FreeInit":
             set_value("free_init_iterations", 2)
+        if node["type"] == "VividZoo_MultiViewVideoToGaussians":
+            set_value("input_size", 64)  # the tiny LGM / L4GM weights at the test size
     frames = video_frames(workflow)
     for node in workflow["nodes"]:
         if node["type"] == "VividZoo_OrbitTrajectory":
@@ -87,6 +90,26 @@ def run_small_copy(comfy_server, tmp_path, path, workflow):
     for preview in previews:
         with av.open(str(preview.with_name(GRID_MP4))) as container:
             assert sum(1 for _ in container.decode(video=0)) == frames
+    check_gaussians(comfy_server, workflow, files, frames)
+
+
+def check_gaussians(comfy_server, workflow, files, frames):
+    """Each Save Gaussian Sequence wrote a PLY per output frame (3x - 2 with L4GM's interpolation), the manifest,
+    the turntable it shows, and info.json with a score for every input frame."""
+    saves = [n for n in workflow["nodes"] if n["type"] == "VividZoo_SaveGaussianSequence"]
+    turntables = [comfy_server.base / f["type"][0] / f.get("subfolder", [""])[0] / f["filename"][0]
+                  for f in files if f["filename"][0] == TURNTABLE_MP4]
+    assert len(turntables) == len(saves)
+    interpolated = any(entry["name"] == "interpolation" and entry.get("link") is not None
+                       for node in workflow["nodes"] if node["type"] == "VividZoo_MultiViewVideoToGaussians"
+                       for entry in node["inputs"])
+    for turntable in turntables:
+        sequence = load_gaussian_sequence(turntable.parent)
+        assert len(sequence.frames) == (3 * (frames - 1) + 1 if interpolated else frames)
+        info = json.loads((turntable.parent / INFO_FILE).read_text())
+        assert len(info["score"]["psnr_db"]) == frames and info["output_frames"] == len(sequence.frames)
+        with av.open(str(turntable)) as container:
+            assert sum(1 for _ in container.decode(video=0)) == turntable_frames(len(sequence.frames))
 
 
 @pytest.mark.parametrize("path", shipped_workflows(), ids=lambda p: p.stem)
@@ -105,11 +128,13 @@ def test_test_weights_made_with_comfyuis_python_run_a_workflow(comfy_server, tmp
               "VividZoo_AlignmentLoader": ["vividzoo/TEST-RANDOM-alignment_v2_tiny_random.safetensors"],
               "VividZoo_Animate3DLoader": ["animatediff_models/TEST-RANDOM-animate3d_motion_modules_tiny_random.ckpt",
                                            "ipadapter/TEST-RANDOM-ip-adapter_sd15_tiny_random.safetensors",
-                                           "clip_vision/TEST-RANDOM-clip_vision_h_tiny_random.safetensors"]}
+                                           "clip_vision/TEST-RANDOM-clip_vision_h_tiny_random.safetensors"],
+              "VividZoo_ReconstructionModelLoader": ["lgm/TEST-RANDOM-model_fp16_fixrot.safetensors"]}
     for files in chosen.values():
         for file in files:
             assert f"wrote {comfy_server.base / 'models' / file}" in result.stdout
-    for name in ("vividzoo_text_to_multiview_video.json", "vividzoo_animate3d_text_to_multiview_video.json"):
+    for name in ("vividzoo_text_to_multiview_video.json", "vividzoo_animate3d_text_to_multiview_video.json",
+                 "vividzoo_text_to_4d_gaussians.json"):
         workflow = small_copy(load(WORKFLOWS / name), comfy_server.get("/object_info"))
         for node in workflow["nodes"]:
             if node["type"] in chosen:

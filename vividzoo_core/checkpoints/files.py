@@ -16,9 +16,12 @@ SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pt", ".ckpt", ".pth", ".bin")
 SUPPORTED_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
 COMFYUI_FOLDERS = {"mvdream": "vividzoo", "alignment": "vividzoo", "motion": "animatediff_models",
-                   "animate3d": "animatediff_models", "ipadapter": "ipadapter", "clipvision": "clip_vision"}
+                   "animate3d": "animatediff_models", "ipadapter": "ipadapter", "clipvision": "clip_vision",
+                   "lgm": "lgm", "l4gm": "lgm"}
 """The folder under ``ComfyUI/models`` each kind of file lives in: ``animatediff_models`` as AnimateDiff-Evolved
-has it, ``ipadapter`` as ComfyUI_IPAdapter_plus, ``clip_vision`` as ComfyUI itself, ``vividzoo`` the pack's own."""
+has it, ``ipadapter`` as ComfyUI_IPAdapter_plus, ``clip_vision`` as ComfyUI itself, ``vividzoo`` the pack's own,
+``lgm`` for the reconstruction family (LGM and L4GM's two files: no ComfyUI pack shares a ``models`` folder for
+them; ComfyUI-3D-Pack keeps LGM inside its own ``Checkpoints/LGM``)."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ from .generate import (
     check_devices,
 )
 from .options import add_setting, asset_file, existing_file, output_dir
+from .reconstruct import add_reconstruction_options, check_generated, reconstruct_generated
 
 VIEW_NAMES = ("FRONT", "LEFT", "BACK", "RIGHT")
 
@@ -43,6 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_setting(parser, FPS)
     add_device_options(parser)
     parser.add_argument("--out", type=output_dir, required=True, help="output folder")
+    add_reconstruction_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -71,20 +73,23 @@ def condition_views(args: argparse.Namespace, log: Callable[[str], None] = print
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
-    from ..animate3d_pipeline import Animate3DPipeline, Animate3DWithViews, resize_for_latents
+    from ..animate3d_pipeline import VIEWS, Animate3DPipeline, Animate3DWithViews, condition_cameras, resize_for_latents
     from ..diffusers_host import quiet_diffusers
-    from ..generation import generate_prompts
+    from ..generation import generate_prompts, prompt_folder
     from ..prompts import read_prompts
 
     settings = animate3d_settings_from(args)
     settings.check()
     check_devices(args)
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
+    check_generated(args, [prompt_folder(args.out, i, prompt, len(prompts)) for i, prompt in enumerate(prompts)],
+                    VIEWS, condition_cameras())
     views = condition_views(args, log)
     resize_for_latents(views, settings.width, settings.height)  # refuses another aspect ratio before any weights load
     quiet_diffusers()
     pipeline = Animate3DPipeline.from_files(args.mvdream, args.animate3d, args.clip_vision, args.ip_adapter,
                                             args.device, args.dtype)
     log(f"device {pipeline.device}, {str(pipeline.dtype).replace('torch.', '')}, seed {settings.seed}")
-    generate_prompts(Animate3DWithViews(pipeline, views), prompts, settings, args.out, log=log)
+    folders = generate_prompts(Animate3DWithViews(pipeline, views), prompts, settings, args.out, log=log)
+    reconstruct_generated(args, folders, log)
     return 0

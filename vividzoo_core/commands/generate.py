@@ -31,6 +31,7 @@ from ..settings import (
     GenerationSettings,
 )
 from .options import add_setting, camera_file, device, existing_file, output_dir
+from .reconstruct import add_reconstruction_options, check_generated, reconstruct_generated
 
 SIZE_HELP = "width and height in pixels, a multiple of 8 (the paper: 256)"
 # With --animate3d the views and their cameras are Animate3D's: these options would be ignored, so they are refused.
@@ -66,6 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_animate3d_settings(animate3d)
     add_device_options(parser)
     parser.add_argument("--out", type=output_dir, required=True, help="output folder")
+    add_reconstruction_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -198,12 +200,13 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
 
     check_before_loading(args)
     prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
+    check_reconstruction(args, prompts)
     quiet_diffusers()
     if args.animate3d is not None:
         generator, settings = text_to_animate3d(args, log), animate3d_settings_from(args)
         log(f"device {generator.pipeline.device}, seed {settings.seed}; "
             "MVDream makes the 4 views, Animate3D animates them")
-        generate_prompts(generator, prompts, settings, args.out, log=log)
+        reconstruct_generated(args, generate_prompts(generator, prompts, settings, args.out, log=log), log)
         return 0
     settings = settings_from(args)
     pipeline = VividZooPipeline.from_files(args.mvdream, args.motion, args.alignment, args.device, args.dtype, log)
@@ -212,8 +215,20 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     if len(windows) > 1:
         log(f"{settings.frames} frames: denoised in {len(windows)} sliding windows of {len(windows[0])} frames "
             f"(the motion module sees at most {pipeline.max_frames} at once)")
-    generate_prompts(pipeline, prompts, settings, args.out, args.cameras, log)
+    reconstruct_generated(args, generate_prompts(pipeline, prompts, settings, args.out, args.cameras, log), log)
     return 0
+
+
+def check_reconstruction(args: argparse.Namespace, prompts: list[str]) -> None:
+    """``--reconstruct``: the videos to be made fit the reconstruction model; checked before any weights load."""
+    from ..animate3d_pipeline import VIEWS, condition_cameras
+    from ..generation import prompt_folder
+
+    folders = [prompt_folder(args.out, index, prompt, len(prompts)) for index, prompt in enumerate(prompts)]
+    if args.animate3d is not None:
+        check_generated(args, folders, VIEWS, condition_cameras())
+    else:
+        check_generated(args, folders, args.views, args.cameras or settings_from(args).cameras())
 
 
 def text_to_animate3d(args: argparse.Namespace, log: Callable[[str], None] = print):

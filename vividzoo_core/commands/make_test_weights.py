@@ -12,8 +12,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     destination = parser.add_mutually_exclusive_group(required=True)
     destination.add_argument("directory", type=output_dir, nargs="?")
     destination.add_argument("--comfyui-models", type=existing_dir, metavar="MODELS_DIR",
-                             help="ComfyUI's models folder: write TEST-RANDOM-* files into its vividzoo/ and "
-                                  "animatediff_models/ folders, to try the nodes and workflows without real weights")
+                             help="ComfyUI's models folder: write TEST-RANDOM-* files into its vividzoo/, "
+                                  "animatediff_models/, ipadapter/, clip_vision/ and lgm/ folders, to try the nodes "
+                                  "and workflows without real weights")
     parser.add_argument("--full-size", action="store_true", help="real shapes (several GB) instead of tiny ones")
     parser.set_defaults(handler=run)
 
