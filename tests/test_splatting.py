@@ -14,9 +14,8 @@ import torch
 
 from vividzoo_core import splatting
 from vividzoo_core.errors import VividZooError
+from vividzoo_core.lgm_cameras import FOVY, RADIUS
 from vividzoo_core.splatting import (
-    LGM_CAMERA_RADIUS,
-    LGM_FOVY_DEGREES,
     camera_from_rig,
     project,
     render,
@@ -26,7 +25,7 @@ from vividzoo_core.splatting import (
 SIZE = 33  # odd: the image centre (16.5, 16.5) is the centre of pixel (16, 16)
 CENTRE = SIZE // 2
 FRONT = turntable(1)[0]  # at +z, distance 1.5, looking at the origin
-FOCAL = SIZE / (2 * math.tan(math.radians(LGM_FOVY_DEGREES) / 2))
+FOCAL = SIZE / (2 * math.tan(math.radians(FOVY) / 2))
 WHITE = torch.ones(3, dtype=torch.float64)
 TIGHT = 1e-12
 
@@ -36,7 +35,7 @@ def gaussian(xyz=(0.0, 0.0, 0.0), opacity=0.5, scale=(0.02, 0.02, 0.02), rotatio
     return torch.tensor([[*xyz, opacity, *scale, *rotation, *rgb]], dtype=torch.float64)
 
 
-def sigma_px(sigma_world: float, depth: float = LGM_CAMERA_RADIUS) -> float:
+def sigma_px(sigma_world: float, depth: float = RADIUS) -> float:
     """Screen-space standard deviation of an isotropic Gaussian at the image centre: (f sigma / z)^2 + 0.3."""
     return math.sqrt((FOCAL * sigma_world / depth) ** 2 + 0.3)
 
@@ -44,13 +43,13 @@ def sigma_px(sigma_world: float, depth: float = LGM_CAMERA_RADIUS) -> float:
 def test_the_front_camera_is_lgm_s_orbit_camera_at_azimuth_0() -> None:
     # kiui.cam.orbit_camera(0, 0, radius=1.5, opengl=True): identity rotation, at (0, 0, 1.5)
     expected = np.eye(4)
-    expected[2, 3] = LGM_CAMERA_RADIUS
+    expected[2, 3] = RADIUS
     np.testing.assert_allclose(FRONT.camera_to_world, expected, atol=1e-12)
     right = turntable(4)[1].camera_to_world  # azimuth 90: at +x, looking at -x
-    np.testing.assert_allclose(right[:3, 3], [LGM_CAMERA_RADIUS, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(right[:3, 3], [RADIUS, 0, 0], atol=1e-12)
     np.testing.assert_allclose(right[:3, 2], [1, 0, 0], atol=1e-12)
     above = turntable(1, elevation=30)[0].camera_to_world
-    assert above[1, 3] == pytest.approx(LGM_CAMERA_RADIUS * 0.5)  # positive elevation: above, looking down
+    assert above[1, 3] == pytest.approx(RADIUS * 0.5)  # positive elevation: above, looking down
 
 
 def test_centres_land_where_the_pinhole_puts_them() -> None:
@@ -119,7 +118,7 @@ def test_a_turn_about_the_view_axis_tilts_the_footprint_the_right_way() -> None:
     theta, long, short = math.radians(30), 0.05, 0.01
     q = (math.cos(theta / 2), 0.0, 0.0, math.sin(theta / 2))
     p = project(gaussian(scale=(long, short, short), rotation=q), FRONT, SIZE, SIZE)
-    k = (FOCAL / LGM_CAMERA_RADIUS) ** 2
+    k = (FOCAL / RADIUS) ** 2
     cos, sin = math.cos(theta), math.sin(theta)
     xx, yy = long**2 * cos**2 + short**2 * sin**2, long**2 * sin**2 + short**2 * cos**2
     xy = (long**2 - short**2) * cos * sin
@@ -245,7 +244,7 @@ def test_camera_from_rig_matches_lgm_radius_and_optics() -> None:
     cameras = [camera_from_rig(rig.matrices[0, v]) for v in range(4)]
     for camera, expected in zip(cameras, turntable(4)):
         np.testing.assert_allclose(camera.camera_to_world, expected.camera_to_world, atol=1e-12)
-    assert np.linalg.norm(cameras[2].camera_to_world[:3, 3]) == pytest.approx(LGM_CAMERA_RADIUS)
+    assert np.linalg.norm(cameras[2].camera_to_world[:3, 3]) == pytest.approx(RADIUS)
 
 
 def test_bad_render_requests_are_refused() -> None:

@@ -28,7 +28,8 @@ import torch
 
 from .errors import VividZooError
 from .gaussians import PLY_PROPERTIES, check_gaussians, ply_columns, read_ply, write_ply
-from .splatting import LGM_CAMERA_RADIUS, SplatCamera, render, turntable
+from .lgm_cameras import RADIUS
+from .splatting import SplatCamera, render, turntable
 from .video import DEFAULT_FPS, write_mp4
 
 MANIFEST_FILE = "gaussians.json"
@@ -52,7 +53,7 @@ class TurntableSettings:
     size: int = 256
     elevation: float = 0.0
     """Degrees above the object (positive looks down)."""
-    radius: float = LGM_CAMERA_RADIUS
+    radius: float = RADIUS
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     backend: str = "auto"
     """Renderer: see :func:`vividzoo_core.splatting.render`."""

@@ -39,6 +39,9 @@ from .errors import VividZooError
 
 FOVY = 49.1
 RADIUS = 1.5
+ZNEAR = 0.5
+ZFAR = 2.5
+"""LGM's training cameras (``core/options.py``): field of view (degrees), distance from the origin, near/far planes."""
 ELEVATION = 0.0
 AZIMUTHS = (0.0, 90.0, 180.0, 270.0)
 INPUT_SIZE = 256

