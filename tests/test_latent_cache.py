@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors import safe_open
+from tolerances import SAFETY, UNIT_ROUNDOFF, rounding_tolerance
 
 from vividzoo_core.cli import main
 from vividzoo_core.data.latents import (
@@ -120,8 +121,10 @@ def test_cached_latents_are_the_posterior_of_the_sampled_frames(cached, encoder)
     sample = CachedLatentDataset(*arguments)[(0, 2)]
     with torch.no_grad():
         posterior = encoder.vae.encode(pixels).latent_dist
-    torch.testing.assert_close(sample["mean"].float(), posterior.mean, atol=2e-3, rtol=2e-3)
-    torch.testing.assert_close(sample["logvar"].float(), posterior.logvar, atol=2e-3, rtol=2e-3)
+    for name in ("mean", "logvar"):  # fp16 storage rounds by half an fp16 ulp; the VAE's batch differs: fp32 rounding
+        exact = getattr(posterior, name)
+        torch.testing.assert_close(sample[name].float(), exact, rtol=SAFETY * UNIT_ROUNDOFF[torch.float16],
+                                   atol=rounding_tolerance() * float(exact.abs().max()))
 
 
 def test_encoding_resumes_and_shards_are_disjoint_and_complete(pristine, encoder, tmp_path):
