@@ -13,13 +13,14 @@ package computes at every size.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 from einops import rearrange
 from safetensors.torch import load_file
-from tolerances import relative_difference, rounding_tolerance
+from tolerances import SAFETY, UNIT_ROUNDOFF, relative_difference, rounding_tolerance
 
 from vividzoo_core.animate3d_pipeline import (
     Animate3DPipeline,
@@ -87,8 +88,13 @@ def test_regenerated_weights_are_the_recorded_ones(files):
         tensors = list(loaded.tensors.values()) + [t for part in loaded.extras.values() if isinstance(part, dict)
                                                    for t in part.values()]
         values = [t.double() for t in tensors if t.is_floating_point()]
-        assert sum(float(t.sum()) for t in values) == pytest.approx(total, rel=1e-9), name
-        assert sum(float((t * t).sum()) for t in values) == pytest.approx(squares, rel=1e-9), name
+        # torch's vectorised normal_ (log, sin, cos) differs by an ulp or two between AVX2 and AVX512 kernels: with
+        # 2 ulps (2 x 2^-24) per value, squares move by 4 x 2^-24 relative, the sum by 2 x 2^-24 x sum|t|, and
+        # sum|t| <= sqrt(n x squares); SAFETY 2 on top
+        ulps = 2 * UNIT_ROUNDOFF[torch.float32] * SAFETY
+        spread = math.sqrt(sum(t.numel() for t in values) * squares)
+        assert sum(float(t.sum()) for t in values) == pytest.approx(total, rel=0, abs=ulps * spread), name
+        assert sum(float((t * t).sum()) for t in values) == pytest.approx(squares, rel=2 * ulps), name
 
 
 def ours_from_original(batch: torch.Tensor, frames: int) -> torch.Tensor:
