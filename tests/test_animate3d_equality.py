@@ -13,7 +13,6 @@ package computes at every size.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -59,6 +58,10 @@ VIEWS = 4
 
 # The fixtures are the original's float32 results on another CPU: each comparison allows both runs' float32 rounding
 # of the tiny networks (tests/tolerances.py), times what guidance and the steps after the network do to it.
+# torch's normal_ draws the same numbers up to their last bits, which depend on the kernels (its Box-Muller log,
+# sqrt and cos; measured up to 16 x 2^-24 of a tensor's largest value with ATEN_CPU_CAPABILITY=default against
+# AVX512, less with MKL's AVX2 code): the recorded weights and noise are regenerated that closely, not bit for bit.
+NORMAL_DRAW_ULPS = 16 * UNIT_ROUNDOFF[torch.float32]
 NETWORK = rounding_tolerance()
 GUIDED_STEP = rounding_tolerance(amplification=1 + 2 * 7.5)  # eps_u + 7.5 (eps_c - eps_u): both errors, 7.5 and 8.5
 SHORT_RUN = rounding_tolerance(amplification=6 * (1 + 2 * 7.5))  # 3 steps x 2 FreeInit passes, errors adding up
@@ -88,13 +91,13 @@ def test_regenerated_weights_are_the_recorded_ones(files):
         tensors = list(loaded.tensors.values()) + [t for part in loaded.extras.values() if isinstance(part, dict)
                                                    for t in part.values()]
         values = [t.double() for t in tensors if t.is_floating_point()]
-        # torch's vectorised normal_ (log, sin, cos) differs by an ulp or two between AVX2 and AVX512 kernels: with
-        # 2 ulps (2 x 2^-24) per value, squares move by 4 x 2^-24 relative, the sum by 2 x 2^-24 x sum|t|, and
-        # sum|t| <= sqrt(n x squares); SAFETY 2 on top
-        ulps = 2 * UNIT_ROUNDOFF[torch.float32] * SAFETY
-        spread = math.sqrt(sum(t.numel() for t in values) * squares)
-        assert sum(float(t.sum()) for t in values) == pytest.approx(total, rel=0, abs=ulps * spread), name
-        assert sum(float((t * t).sum()) for t in values) == pytest.approx(squares, rel=2 * ulps), name
+        # other kernels draw other last bits: up to NORMAL_DRAW_ULPS per value, so the sums move by at most
+        moves = [NORMAL_DRAW_ULPS * float(t.abs().max()) for t in values]
+        sums = sum(move * t.numel() for move, t in zip(moves, values))
+        sums_of_squares = sum(2 * move * float(t.abs().sum()) for move, t in zip(moves, values))
+        assert sum(float(t.sum()) for t in values) == pytest.approx(total, rel=0, abs=SAFETY * sums), name
+        assert sum(float((t * t).sum()) for t in values) == pytest.approx(squares, rel=0,
+                                                                         abs=SAFETY * sums_of_squares), name
 
 
 def ours_from_original(batch: torch.Tensor, frames: int) -> torch.Tensor:
@@ -164,7 +167,7 @@ def test_one_guided_ddim_step_equals_the_original(network):
     torch.randn((VIEWS, 4, size // 8, size // 8), generator=generator)  # the posterior noise comes first
     noise = torch.randn((VIEWS, 4, frames - 1, size // 8, size // 8), generator=generator)
     first = f["unet_sample"][VIEWS:, :, 0]
-    assert torch.equal(f["unet_sample"][VIEWS:, :, 1:], noise), "the original's initial noise"
+    assert relative_difference(noise, f["unet_sample"][VIEWS:, :, 1:]) <= SAFETY * NORMAL_DRAW_ULPS, "initial noise"
     uncond, cond = f["unet_context"][0], f["unet_context"][VIEWS]
     step = Animate3DStep(network, uncond, cond, f["unet_image_embeds"][VIEWS:], VideoLayout(VIEWS, frames), 7.5)
     with torch.no_grad():
