@@ -22,6 +22,7 @@ import torch
 from einops import rearrange
 from safetensors import safe_open
 from safetensors.torch import load_file
+from tolerances import SAFETY, UNIT_ROUNDOFF, relative_difference, rounding_tolerance
 
 from vividzoo_core.animate3d_pipeline import (
     BETA_SCHEDULE,
@@ -63,9 +64,20 @@ IP_SCALE = AT_IP_SCALE_META["ip_scale"]
 VIEWS = 4
 
 
-def close(ours: torch.Tensor, theirs: torch.Tensor, tolerance: float = 2e-5) -> bool:
+# The fixtures are the original's float32 results on another CPU: each comparison allows both runs' float32 rounding
+# of the tiny networks (tests/tolerances.py), times what guidance and the steps after the network do to it.
+# torch's normal_ draws the same numbers up to their last bits, which depend on the kernels (its Box-Muller log,
+# sqrt and cos; measured up to 16 x 2^-24 of a tensor's largest value with ATEN_CPU_CAPABILITY=default against
+# AVX512, less with MKL's AVX2 code): the recorded weights and noise are regenerated that closely, not bit for bit.
+NORMAL_DRAW_ULPS = 16 * UNIT_ROUNDOFF[torch.float32]
+NETWORK = rounding_tolerance()
+GUIDED_STEP = rounding_tolerance(amplification=1 + 2 * 7.5)  # eps_u + 7.5 (eps_c - eps_u): both errors, 7.5 and 8.5
+SHORT_RUN = rounding_tolerance(amplification=6 * (1 + 2 * 7.5))  # 3 steps x 2 FreeInit passes, errors adding up
+
+
+def close(ours: torch.Tensor, theirs: torch.Tensor, tolerance: float = NETWORK) -> bool:
     """Equal up to float32 rounding: max difference within ``tolerance`` of the reference's largest value."""
-    return ours.shape == theirs.shape and bool((ours - theirs).abs().max() <= tolerance * theirs.abs().max())
+    return ours.shape == theirs.shape and relative_difference(ours, theirs) <= tolerance
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +99,13 @@ def test_regenerated_weights_are_the_recorded_ones(files):
         tensors = list(loaded.tensors.values()) + [t for part in loaded.extras.values() if isinstance(part, dict)
                                                    for t in part.values()]
         values = [t.double() for t in tensors if t.is_floating_point()]
-        assert sum(float(t.sum()) for t in values) == pytest.approx(total, rel=1e-9), name
-        assert sum(float((t * t).sum()) for t in values) == pytest.approx(squares, rel=1e-9), name
+        # other kernels draw other last bits: up to NORMAL_DRAW_ULPS per value, so the sums move by at most
+        moves = [NORMAL_DRAW_ULPS * float(t.abs().max()) for t in values]
+        sums = sum(move * t.numel() for move, t in zip(moves, values))
+        sums_of_squares = sum(2 * move * float(t.abs().sum()) for move, t in zip(moves, values))
+        assert sum(float(t.sum()) for t in values) == pytest.approx(total, rel=0, abs=SAFETY * sums), name
+        assert sum(float((t * t).sum()) for t in values) == pytest.approx(squares, rel=0,
+                                                                         abs=SAFETY * sums_of_squares), name
 
 
 def ours_from_original(batch: torch.Tensor, frames: int) -> torch.Tensor:
@@ -164,14 +181,14 @@ def test_the_condition_encodings_are_the_originals(files):
         encoder = build_clip_vision(load_clip_vision(files.clip_vision))
         embeds = encoder(clip_pixels(views)).image_embeds
         original = FIXTURES[f"{name}.unet_image_embeds"]
-        assert close(embeds, original[VIEWS:], 1e-5) and torch.equal(original[:VIEWS], torch.zeros_like(embeds))
+        assert close(embeds, original[VIEWS:]) and torch.equal(original[:VIEWS], torch.zeros_like(embeds))
         vae = build_vae(load_mvdream(files.mvdream))
         generator = torch.Generator().manual_seed(META["seed"])
         noise = torch.randn((VIEWS, 4, size // 8, size // 8), generator=generator)
         with torch.no_grad():
             posterior = vae.encode(resize_for_latents(views, size, size)).latent_dist
         first = (posterior.mean + posterior.std * noise) * vae.config.scaling_factor
-        assert close(first, FIXTURES[f"{name}.unet_sample"][VIEWS:, :, 0], 1e-5)
+        assert close(first, FIXTURES[f"{name}.unet_sample"][VIEWS:, :, 0])
 
 
 def test_one_guided_ddim_step_equals_the_original(network):
@@ -185,13 +202,13 @@ def test_one_guided_ddim_step_equals_the_original(network):
     torch.randn((VIEWS, 4, size // 8, size // 8), generator=generator)  # the posterior noise comes first
     noise = torch.randn((VIEWS, 4, frames - 1, size // 8, size // 8), generator=generator)
     first = f["unet_sample"][VIEWS:, :, 0]
-    assert torch.equal(f["unet_sample"][VIEWS:, :, 1:], noise), "the original's initial noise"
+    assert relative_difference(noise, f["unet_sample"][VIEWS:, :, 1:]) <= SAFETY * NORMAL_DRAW_ULPS, "initial noise"
     uncond, cond = f["unet_context"][0], f["unet_context"][VIEWS]
     step = Animate3DStep(network, uncond, cond, f["unet_image_embeds"][VIEWS:], VideoLayout(VIEWS, frames), 7.5)
     with torch.no_grad():
         rest = step(scheduler, scheduler.timesteps[0], first, noise)
     after = torch.cat([first[:, :, None], rest], dim=2)
-    assert close(after, f["latents_after_step"])
+    assert close(after, f["latents_after_step"], GUIDED_STEP)
 
 
 def test_the_256px_step_from_the_forward_equals_the_original(network):
@@ -206,12 +223,14 @@ def test_the_256px_step_from_the_forward_equals_the_original(network):
     latents = rearrange(FIXTURES["256px.unet_sample"][VIEWS:], "v c f h w -> (f v) c h w")
     stepped = layout_to_video(scheduler.step(eps, scheduler.timesteps[0], latents).prev_sample)
     stepped[:, :, 0] = FIXTURES["256px.unet_sample"][VIEWS:, :, 0]
-    assert stepped.shape[2] == frames and close(stepped, FIXTURES["256px.latents_after_step"])
+    assert stepped.shape[2] == frames and close(stepped, FIXTURES["256px.latents_after_step"], GUIDED_STEP)
 
 
 def test_free_init_filter_and_mixing_equal_the_original():
+    # values in [0, 1]: ours rounds once from float64, the original's 4 float32 operations (square, sum, power,
+    # divide) once each: 5 x 2^-24 x SAFETY 2 = 6e-7
     assert torch.allclose(
-        butterworth_low_pass(15, 32, 32), FIXTURES["freeinit.filter_256px_16frames"], atol=1e-7, rtol=0
+        butterworth_low_pass(15, 32, 32), FIXTURES["freeinit.filter_256px_16frames"], atol=1e-6, rtol=0
     )
     scheduler = ddim_scheduler(BETA_SCHEDULE, set_alpha_to_one=True)
     scheduler.set_timesteps(25)
@@ -219,7 +238,7 @@ def test_free_init_filter_and_mixing_equal_the_original():
     initial = FIXTURES["freeinit.initial"]
     for iteration in (1, 2):
         mixed = reinitialise(FIXTURES[f"freeinit.denoised_{iteration}"], initial, scheduler, generator)
-        assert close(mixed, FIXTURES[f"freeinit.mixed_{iteration}"], 1e-5), iteration
+        assert close(mixed, FIXTURES[f"freeinit.mixed_{iteration}"]), iteration  # FFTs: fewer roundings
 
 
 def test_layout_conversions_are_inverse():
@@ -257,7 +276,7 @@ def test_the_pipeline_runs_the_recorded_first_step(files, monkeypatch, ip_scale)
                                  ip_scale=ip_scale)
     with pytest.raises(Stop):
         pipeline.denoise(settings, synthetic_condition_views(condition))
-    assert close(seen["after"], f["latents_after_step"], 5e-5)
+    assert close(seen["after"], f["latents_after_step"], GUIDED_STEP)
 
 
 def test_the_scheduler_is_the_originals():
@@ -293,7 +312,7 @@ def test_a_whole_short_run_with_free_init_equals_the_original(files, monkeypatch
         settings, synthetic_condition_views(condition), lambda step, total: steps.append((step, total))
     )
     assert steps == [(i, 6) for i in range(1, 7)]
-    assert close(layout_to_video(latents), f["short_run_3_steps_2_free_init"], 1e-4)
+    assert close(layout_to_video(latents), f["short_run_3_steps_2_free_init"], SHORT_RUN)
 
 
 # -- the trained attention weights as a host without diffusers processors (ComfyUI) holds them --------------
