@@ -130,6 +130,17 @@ def cast_operations():
     return comfy.ops.manual_cast
 
 
+def compute_device() -> torch.device:
+    """The device ComfyUI runs models on."""
+    return mm.get_torch_device()
+
+
+def make_room(bytes_needed: int, device: torch.device) -> None:
+    """Asks ComfyUI to unload its models from ``device`` until ``bytes_needed`` are free, for networks the pack runs
+    itself (the reconstruction models), so they do not run out of memory beside a loaded UNet."""
+    mm.free_memory(bytes_needed, device)
+
+
 def intermediate_device() -> torch.device:
     """Where ComfyUI keeps tensors between nodes (latents, images)."""
     return mm.intermediate_device()

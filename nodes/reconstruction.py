@@ -6,12 +6,9 @@ checks (one-line errors naming what would fit), the same files.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import comfy.model_management as mm
-import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
@@ -27,6 +24,8 @@ from ..vividzoo_core.checkpoints.reconstruction import (
 from ..vividzoo_core.devices import resolve_dtype
 from ..vividzoo_core.errors import CheckpointError, VividZooError
 from ..vividzoo_core.gaussian_sequence import TURNTABLE_MP4
+from ..vividzoo_core.memory import GB, reconstruction_estimate_gb
+from ..vividzoo_core.network.l4gm_runs import WINDOW as L4GM_WINDOW
 from ..vividzoo_core.network.lgm import build_network
 from ..vividzoo_core.reconstruction_inputs import MODEL_VIEWS, ReconstructionInput
 from ..vividzoo_core.reconstruction_pipeline import (
@@ -36,15 +35,11 @@ from ..vividzoo_core.reconstruction_pipeline import (
     sequence_info,
 )
 from ..vividzoo_core.settings import FPS, RECONSTRUCTION_SIZE
+from .comfy_internals import compute_device, make_room
 from .inputs import numbers_in_range, setting_input
 from .model_folders import RECONSTRUCTION, describe, full_path, listed
-from .types import Cameras
-from .video import split_views
-
-ReconstructionModel = io.Custom("VIVIDZOO_RECONSTRUCTION_MODEL")
-"""A :class:`LoadedReconstruction`."""
-Gaussians = io.Custom("VIVIDZOO_GAUSSIANS")
-"""A :class:`GaussianResult`."""
+from .types import Cameras, Gaussians, ReconstructionModel
+from .video import new_output_folder, split_views
 
 
 @dataclass(frozen=True)
@@ -149,9 +144,13 @@ class MultiViewVideoToGaussians(io.ComfyNode):
             raise VividZooError("moving_views is an L4GM option; LGM always takes each frame's 4 views")
         video = ReconstructionInput(split_views(images, MODEL_VIEWS)[..., :3].float().cpu(), cameras, fps,
                                     Path("images"))
-        device = mm.get_torch_device()
+        device = compute_device()
         dtype = resolve_dtype("auto", device)
         networks = [model.network] + ([interpolation.network] if interpolation is not None else [])
+        if device.type != "cpu":  # the estimate is of GPU memory; ComfyUI unloads models until it is free
+            frames_at_once = min(L4GM_WINDOW, video.frame_count) if model.kind == L4GM else 1
+            high = reconstruction_estimate_gb(model.kind, frames_at_once, input_size, interpolation is not None)[1]
+            make_room(int(high * GB), device)
         names = {model.kind: model.name, **({L4GM_INTERP: interpolation.name} if interpolation else {})}
         try:
             for network in networks:
@@ -204,14 +203,11 @@ class SaveGaussianSequence(io.ComfyNode):
 
     @classmethod
     def execute(cls, gaussians: GaussianResult, filename_prefix: str, preview: bool) -> io.NodeOutput:
-        output = folder_paths.get_output_directory()
-        parent, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output, 1, 1)
-        folder_name = f"{name}_{counter:05}_"
-        folder = os.path.join(parent, folder_name)
+        folder, subfolder = new_output_folder(filename_prefix)
         save_reconstruction(gaussians.reconstruction, folder, gaussians.info, preview, gaussians.preview_size)
         if not preview:
             return io.NodeOutput(folder, ui=ui.PreviewText(folder))
-        saved = ui.SavedResult(TURNTABLE_MP4, os.path.join(subfolder, folder_name), io.FolderType.output)
+        saved = ui.SavedResult(TURNTABLE_MP4, subfolder, io.FolderType.output)
         return io.NodeOutput(folder, ui=ui.PreviewVideo([saved]))
 
 

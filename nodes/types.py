@@ -16,6 +16,10 @@ Alignment = io.Custom("VIVIDZOO_ALIGNMENT")
 """A :class:`LoadedAlignment`."""
 Animate3D = io.Custom("VIVIDZOO_ANIMATE3D")
 """An ``animate3d_model.LoadedAnimate3D``."""
+ReconstructionModel = io.Custom("VIVIDZOO_RECONSTRUCTION_MODEL")
+"""A ``reconstruction.LoadedReconstruction``."""
+Gaussians = io.Custom("VIVIDZOO_GAUSSIANS")
+"""A ``reconstruction.GaussianResult``."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,15 @@ from .inputs import numbers_in_range, setting_input, views_input
 from .types import Cameras
 
 
+def new_output_folder(filename_prefix: str, width: int = 1, height: int = 1) -> tuple[str, str]:
+    """A new numbered folder ``<prefix>_00001_`` in the output folder (ComfyUI's counter; ``width`` and ``height``
+    fill its ``%width%`` / ``%height%`` placeholders) and its subfolder relative to the output folder."""
+    output = folder_paths.get_output_directory()
+    parent, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output, width, height)
+    folder_name = f"{name}_{counter:05}_"
+    return os.path.join(parent, folder_name), os.path.join(subfolder, folder_name)
+
+
 def split_views(images: torch.Tensor, views: int) -> torch.Tensor:
     """IMAGE batch ``(F*V, H, W, C)`` -> ``(F, V, H, W, C)``, refusing a batch that is not whole frames."""
     if images.shape[0] % views:
@@ -81,7 +90,7 @@ class MultiViewVideoCombine(io.ComfyNode):
         options = {"view_videos": save_view_videos, "frames": save_frames, "metadata": cls._metadata(),
                    "exif": cls._webp_exif()}
         try:
-            folder, subfolder = cls._new_output_folder(filename_prefix, frames)
+            folder, subfolder = new_output_folder(filename_prefix, frames.shape[3], frames.shape[2])
         except Exception as error:  # e.g. a prefix that leaves the output folder: still keep the finished video
             raise VividZooError(f"could not save the video ({error}); {rescue_video(video, **options)}") from error
         save_video_or_rescue(video, folder, **options)
@@ -90,15 +99,6 @@ class MultiViewVideoCombine(io.ComfyNode):
             Types.VideoComponents(images=grid, frame_rate=Fraction(round(fps * 1000), 1000)))
         preview = ui.SavedResult(GRID_WEBP, subfolder, io.FolderType.output)
         return io.NodeOutput(grid, grid_video, ui=ui.SavedImages([preview], is_animated=True))
-
-    @staticmethod
-    def _new_output_folder(filename_prefix: str, frames: torch.Tensor) -> tuple[str, str]:
-        """A new numbered folder ``<prefix>_00001_`` in the output folder (ComfyUI's counter) and its subfolder."""
-        output = folder_paths.get_output_directory()
-        parent, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, output, frames.shape[3], frames.shape[2])
-        folder_name = f"{name}_{counter:05}_"
-        return os.path.join(parent, folder_name), os.path.join(subfolder, folder_name)
 
     @classmethod
     def _metadata(cls) -> dict[str, str]:

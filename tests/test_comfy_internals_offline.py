@@ -137,3 +137,35 @@ def test_core_options_are_passed_only_where_the_core_takes_them(pack):
     assert internals.dynamic_option(older, True) == {}
     assert internals.is_dynamic(SimpleNamespace(is_dynamic=lambda: True))
     assert not internals.is_dynamic(SimpleNamespace())  # a core from before dynamic VRAM
+
+
+class _RoomAsked(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("kind", "frames", "frames_at_once"), [("lgm", 5, 1), ("l4gm", 20, 16), ("l4gm", 3, 3)])
+def test_the_gaussians_node_asks_comfyui_for_the_estimated_room_before_it_moves_the_networks(
+        pack, monkeypatch, kind, frames, frames_at_once):
+    """On a GPU, ComfyUI unloads its models until the reconstruction's estimate (its upper end) is free, before the
+    networks the pack runs itself go onto the device."""
+    import importlib
+
+    from vividzoo_core.cameras import orbit
+    from vividzoo_core.memory import GB, reconstruction_estimate_gb
+
+    node = importlib.import_module(f"{pack.__name__}.reconstruction")
+    network = torch.nn.Linear(1, 1)
+    asked = []
+
+    def make_room(bytes_needed, device):
+        asked.append((bytes_needed, device, next(network.parameters()).device))
+        raise _RoomAsked
+
+    monkeypatch.setattr(node, "compute_device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(node, "make_room", make_room)
+    images = torch.rand(frames * 4, 256, 256, 3)
+    with pytest.raises(_RoomAsked):
+        node.MultiViewVideoToGaussians.execute(images, orbit(4), node.LoadedReconstruction("m", kind, network), 8.0,
+                                               False, False, 256)
+    expected = int(reconstruction_estimate_gb(kind, frames_at_once, 256, False)[1] * GB)
+    assert asked == [(expected, torch.device("cuda"), torch.device("cpu"))]
