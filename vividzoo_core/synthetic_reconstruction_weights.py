@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .checkpoints.files import save_weights
 from .checkpoints.reconstruction import L4GM, L4GM_INTERP, LGM, TINY, LGMShape, lgm_key_shapes
-from .synthetic_weights import _save
 
 FILE_NAMES = {LGM: "model_fp16_fixrot.safetensors", L4GM: "recon.safetensors", L4GM_INTERP: "interp.safetensors"}
 """The released files' names (``TEST-RANDOM-`` prefixed by the writers that install them for users)."""
@@ -47,5 +47,5 @@ def write_lgm_test_weights(directory: str | Path, shape: LGMShape = TINY, dtype:
     """The three files under their release names (plus ``prefix``) in ``directory``: ``{kind: path}``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    return {kind: _save(directory / f"{prefix}{name}", lgm_state_dict(kind, shape, dtype=dtype), log)
+    return {kind: save_weights(directory / f"{prefix}{name}", lgm_state_dict(kind, shape, dtype=dtype), log)
             for kind, name in FILE_NAMES.items()}

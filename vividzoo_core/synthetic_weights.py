@@ -20,7 +20,7 @@ import torch
 
 from .checkpoints.alignment import alignment_checkpoint, save_alignment
 from .checkpoints.clip_vision import ClipVisionShape
-from .checkpoints.files import COMFYUI_FOLDERS
+from .checkpoints.files import COMFYUI_FOLDERS, save_weights
 from .checkpoints.motion import POSITION_ENCODING_LENGTHS, unet_sites
 from .checkpoints.mvdream import (
     CLIP_PREFIX,
@@ -35,6 +35,7 @@ from .checkpoints.mvdream import (
 )
 from .network.motion_module import sinusoidal_position_encoding
 from .schedules import make_betas
+from .synthetic_reconstruction_weights import write_lgm_test_weights
 
 Init = tuple  # ("normal", std) | ("ones",) | ("zeros",) | ("pe",) | ("position_ids",)
 Spec = dict[str, tuple[tuple[int, ...], Init]]
@@ -355,19 +356,6 @@ def alignment_state_dict(version: str, block_channels: tuple[int, ...], seed: in
     return weights
 
 
-def _save(path: Path, state: dict, log: Callable[[str], None]) -> Path:
-    """``.safetensors`` for flat tensor dicts, a pickle otherwise (the release formats), and a log line."""
-    from safetensors.torch import save_file
-
-    if path.suffix == ".safetensors":
-        save_file(state, str(path))
-    else:
-        torch.save(state, path)
-    values = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
-    log(f"wrote {path} ({values / 1e6:.1f} M values)")
-    return path
-
-
 @dataclass(frozen=True)
 class RandomWeights:
     """Paths of a set of random-weight files."""
@@ -389,7 +377,7 @@ def write_test_weights(directory: str | Path, full_size: bool = False, dtype: to
     tag = "full" if full_size else "tiny"
 
     def saved(path: Path, state: dict[str, torch.Tensor]) -> Path:
-        return _save(path, state, log)
+        return save_weights(path, state, log)
 
     mvdream = saved(directory / f"mvdream_sd15_{tag}_random.pt", mvdream_state_dict(sizes, dtype=dtype))
     channels = sizes.unet.block_channels
@@ -432,7 +420,6 @@ def install_comfyui_test_weights(models: str | Path, full_size: bool = False,
         animate3d = write_animate3d_files(Path(scratch) / "animate3d", *shapes)
         sources.update(animate3d=animate3d.modules, ipadapter=animate3d.ip_adapter_safetensors,
                        clipvision=animate3d.clip_vision)
-        from .synthetic_reconstruction_weights import write_lgm_test_weights  # it imports this module
 
         sources.update(write_lgm_test_weights(Path(scratch) / "lgm"))  # tiny widths even with full_size
         installed = {}
@@ -646,11 +633,11 @@ def write_animate3d_files(directory: str | Path, unet: UNetShape, clip: ClipVisi
     directory.mkdir(parents=True, exist_ok=True)
     ip_flat = ip_adapter_state_dict(unet, clip.projection, dtype=dtype)
     return Animate3DFiles(
-        modules=_save(directory / f"animate3d_motion_modules_{tag}_random.ckpt",
+        modules=save_weights(directory / f"animate3d_motion_modules_{tag}_random.ckpt",
                       animate3d_state_dict(unet, dtype=dtype), log),
-        ip_adapter_bin=_save(directory / f"ip-adapter_sd15_{tag}_random.bin", nested_ip_adapter(ip_flat), log),
-        ip_adapter_safetensors=_save(directory / f"ip-adapter_sd15_{tag}_random.safetensors", ip_flat, log),
-        clip_vision=_save(directory / f"clip_vision_h_{tag}_random.safetensors",
+        ip_adapter_bin=save_weights(directory / f"ip-adapter_sd15_{tag}_random.bin", nested_ip_adapter(ip_flat), log),
+        ip_adapter_safetensors=save_weights(directory / f"ip-adapter_sd15_{tag}_random.safetensors", ip_flat, log),
+        clip_vision=save_weights(directory / f"clip_vision_h_{tag}_random.safetensors",
                           clip_vision_state_dict(clip, dtype=dtype), log),
     )
 
@@ -682,7 +669,7 @@ def write_animate3d_test_weights(directory: str | Path, full_form: bool = True, 
                                else (TINY_ANIMATE3D, TINY_CLIP_VISION, torch.float32, "tiny"))
 
     def saved(path: Path, state: dict) -> Path:
-        return _save(path, state, log)
+        return save_weights(path, state, log)
 
     mvdream_state = mvdream_state_dict(sizes, seed=0, dtype=dtype, all_random=True)
     own = write_animate3d_files(directory, sizes.unet, clip, dtype, tag, log)

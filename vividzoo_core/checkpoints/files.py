@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,17 @@ def _read_pickle(path: Path) -> LoadedFile:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def save_weights(path: Path, state: dict, log: Callable[[str], None]) -> Path:
+    """Writes ``state`` to ``path``: ``.safetensors`` for flat tensor dicts, a pickle otherwise (the release
+    formats); logs one line."""
+    from safetensors.torch import save_file
+
+    if path.suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    values = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
+    log(f"wrote {path} ({values / 1e6:.1f} M values)")
+    return path

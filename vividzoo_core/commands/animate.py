@@ -11,13 +11,11 @@ from ..settings import FPS, NEGATIVE
 from .generate import (
     add_animate3d_files,
     add_animate3d_settings,
-    add_device_options,
     add_prompt_options,
     add_video_options,
     animate3d_settings_from,
-    check_devices,
 )
-from .options import add_setting, asset_file, existing_file, output_dir
+from .options import add_device_options, add_setting, asset_file, check_devices, existing_file, output_dir
 from .reconstruct import add_reconstruction_options, check_generated, reconstruct_generated
 
 VIEW_NAMES = ("FRONT", "LEFT", "BACK", "RIGHT")

@@ -15,12 +15,11 @@ from ..errors import VividZooError
 from ..prompts import EVAL_PROMPTS, read_prompts
 from .generate import (
     add_animate3d_settings,
-    add_device_options,
     add_video_options,
     animate3d_settings_from,
     settings_from,
 )
-from .options import existing_dir, existing_file, named_value, output_dir, positive_int
+from .options import add_device_options, existing_dir, existing_file, named_value, output_dir, positive_int
 
 
 def _alignment_or_none(text: str) -> Path | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ..devices import DTYPE_CHOICES
 from ..errors import VividZooError
 from ..settings import (
     AZIMUTH_START,
@@ -30,7 +29,7 @@ from ..settings import (
     WIDTH,
     GenerationSettings,
 )
-from .options import add_setting, camera_file, device, existing_file, output_dir
+from .options import add_device_options, add_setting, camera_file, check_devices, existing_file, output_dir
 from .reconstruct import add_reconstruction_options, check_generated, reconstruct_generated
 
 SIZE_HELP = "width and height in pixels, a multiple of 8 (the paper: 256)"
@@ -120,12 +119,6 @@ def add_animate3d_settings(parser: argparse.ArgumentParser | argparse._ArgumentG
     add_setting(parser, FREE_INIT_ITERATIONS)
 
 
-def add_device_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cuda, cuda:N or cpu")
-    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
-                        help="compute precision (auto: fp16 on CUDA, fp32 on CPU)")
-
-
 def settings_from(args: argparse.Namespace) -> GenerationSettings:
     """The settings the options describe (the prompt is set per video); an unset seed is drawn here, once."""
     optional = {
@@ -154,12 +147,6 @@ def animate3d_settings_from(args: argparse.Namespace):
     return Animate3DSettings(prompt="", frames=args.frames, width=args.size, height=args.size, steps=args.steps,
                              cfg=args.cfg, seed=args.seed, free_init_iterations=args.free_init_iterations,
                              ip_scale=args.ip_scale, **optional)
-
-
-def check_devices(args: argparse.Namespace) -> None:
-    from ..devices import resolve_device, resolve_dtype
-
-    resolve_dtype(args.dtype, resolve_device(args.device))
 
 
 def check_before_loading(args: argparse.Namespace) -> None:

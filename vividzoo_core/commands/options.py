@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..devices import DTYPE_CHOICES
 from ..settings import SEED, Setting
 
 if TYPE_CHECKING:
@@ -267,3 +268,17 @@ class named_value:  # noqa: N801
         if not sep or not self.NAME.fullmatch(name):
             raise argparse.ArgumentTypeError(f"{text!r} is not NAME={self.what} (NAME: letters, digits, _ . + -)")
         return name, self.value_type(value)
+
+
+def add_device_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--device`` and ``--dtype``, shared by every command that runs a network."""
+    parser.add_argument("--device", type=device, default="auto", help="auto (CUDA when present), cuda, cuda:N or cpu")
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                        help="compute precision (auto: fp16 on CUDA, fp32 on CPU)")
+
+
+def check_devices(args: argparse.Namespace) -> None:
+    """Refuses a ``--dtype`` the ``--device`` cannot run, before any weights load."""
+    from ..devices import resolve_device, resolve_dtype
+
+    resolve_dtype(args.dtype, resolve_device(args.device))

@@ -13,14 +13,21 @@ from pathlib import Path
 
 from ..errors import VividZooError
 from ..settings import RECONSTRUCTION_SIZE
-from .options import add_setting, camera_file, existing_dir, existing_file, output_dir
+from .options import (
+    add_device_options,
+    add_setting,
+    camera_file,
+    check_devices,
+    existing_dir,
+    existing_file,
+    output_dir,
+)
 
 VIEW_NAMES = ("VIEW0", "VIEW1", "VIEW2", "VIEW3")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     from ..reconstruction_inputs import RECONSTRUCTION_FOLDER
-    from .generate import add_device_options  # generate imports this module's options at its top
 
     parser = commands.add_parser(
         "reconstruct", help="multi-view video -> 3D Gaussians per frame (LGM) or over time (L4GM), as PLY files")
@@ -93,7 +100,6 @@ def check_model_options(args: argparse.Namespace, needs_flag: bool = False) -> N
 
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
     from ..reconstruction_inputs import plan_jobs
-    from .generate import check_devices
 
     check_model_options(args)
     check_devices(args)
