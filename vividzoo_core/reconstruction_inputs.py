@@ -22,18 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .cameras import CAMERAS_FILE, CameraRig, load_cameras
 from .data.format import IMAGE_SUFFIXES
 from .data.frames import VideoFrames
 from .errors import VividZooError
-from .evaluation.runs import FRAME_PATTERN
 from .layout import VideoLayout
 from .lgm_cameras import INPUT_SIZE, ray_poses
 from .network.lgm_inputs import resized
 from .settings import FPS, FRAMES
-from .video import FRAMES_FOLDER, INFO_FILE, frame_name, view_video_name
+from .video import FRAMES_FOLDER, INFO_FILE, read_saved_frames, saved_frame_grid, view_video_name
 
 MODEL_VIEWS = 4
 """LGM and L4GM take exactly 4 views (azimuth 0/90/180/270 from the first)."""
@@ -85,7 +83,7 @@ def read_result(folder: Path, cameras: CameraRig | None = None, fps: float | Non
     info = _info(folder)
     rescued = folder / RESCUED_FRAMES
     if (folder / FRAMES_FOLDER).is_dir():
-        frames = _png_frames(folder)
+        frames = read_saved_frames(folder, *saved_frame_grid(folder))
     elif (folder / view_video_name(0)).is_file():
         videos = sorted(folder.glob("view_*.mp4"))
         frames, video_fps = read_view_videos(videos)
@@ -120,33 +118,6 @@ def read_view_videos(paths: list[Path]) -> tuple[torch.Tensor, float]:
         raise VividZooError(f"the view videos have different sizes {sorted(s[:2] for s in sizes)}; give one size")
     frames = torch.from_numpy(np.stack(views, axis=1)).float() / 255.0
     return frames, float(sources[0].fps)
-
-
-def _png_frames(folder: Path) -> torch.Tensor:
-    found = {tuple(map(int, m.groups())) for p in (folder / FRAMES_FOLDER).glob("*.png")
-             if (m := FRAME_PATTERN.fullmatch(p.name))}
-    if not found:
-        raise VividZooError(f"{folder / FRAMES_FOLDER} holds no fFFF_vVV.png frames")
-    count, views = max(f for f, _ in found) + 1, max(v for _, v in found) + 1
-    missing = sorted({(f, v) for f in range(count) for v in range(views)} - found)
-    if missing:
-        raise VividZooError(f"{folder / FRAMES_FOLDER} is incomplete: {len(missing)} of {count} frames x {views} "
-                            f"views missing, e.g. {Path(frame_name(*missing[0])).name}")
-    images = []
-    for f in range(count):
-        row = []
-        for v in range(views):
-            path = folder / frame_name(f, v)
-            try:
-                with Image.open(path) as image:
-                    row.append(np.asarray(image.convert("RGB")))
-            except (OSError, ValueError) as error:
-                raise VividZooError(f"{path}: not an image this machine can read ({error})") from None
-        images.append(row)
-    sizes = {image.shape for row in images for image in row}
-    if len(sizes) != 1:
-        raise VividZooError(f"{folder / FRAMES_FOLDER}: images of different sizes {sorted(s[:2] for s in sizes)}")
-    return torch.from_numpy(np.stack([np.stack(row) for row in images])).float() / 255.0
 
 
 def _rescued(path: Path) -> tuple[torch.Tensor, CameraRig | None, float]:

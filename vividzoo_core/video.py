@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,47 @@ def view_video_name(view: int) -> str:
 
 def frame_name(frame: int, view: int) -> str:
     return f"{FRAMES_FOLDER}/f{frame:03d}_v{view:02d}.png"
+
+
+FRAME_PATTERN = re.compile(r"f(\d{3})_v(\d{2})\.png")
+"""The file name :func:`frame_name` gives a frame in ``FRAMES_FOLDER``, with its frame and view numbers."""
+
+
+def saved_frame_grid(folder: Path) -> tuple[int, int]:
+    """``(frames, views)`` of the PNG frames a result ``folder`` holds in ``frames/``; refuses none, or a grid with
+    holes."""
+    found = {tuple(map(int, m.groups())) for p in (folder / FRAMES_FOLDER).glob("*.png")
+             if (m := FRAME_PATTERN.fullmatch(p.name))}
+    if not found:
+        raise VividZooError(f"{folder / FRAMES_FOLDER} holds no fFFF_vVV.png frames (is this a `vividzoo generate` "
+                            "result?)")
+    frames, views = max(f for f, _ in found) + 1, max(v for _, v in found) + 1
+    missing = sorted({(f, v) for f in range(frames) for v in range(views)} - found)
+    if missing:
+        names = ", ".join(Path(frame_name(f, v)).name for f, v in missing[:3])
+        raise VividZooError(f"{folder / FRAMES_FOLDER} is incomplete: {len(missing)} of {frames} frames x {views} "
+                            f"views missing ({names}...)")
+    return frames, views
+
+
+def read_saved_frames(folder: Path, frames: int, views: int) -> torch.Tensor:
+    """The PNG frames of a result ``folder`` (see :func:`saved_frame_grid`) as ``(frames, views, H, W, 3)`` float in
+    [0, 1], like ``MultiViewVideo.frames``."""
+    images = []
+    for f in range(frames):
+        row = []
+        for v in range(views):
+            path = folder / frame_name(f, v)
+            try:
+                with Image.open(path) as image:
+                    row.append(np.asarray(image.convert("RGB")))
+            except (OSError, ValueError) as error:
+                raise VividZooError(f"{path}: not an image this machine can read ({error})") from None
+        images.append(row)
+    sizes = {image.shape for row in images for image in row}
+    if len(sizes) != 1:
+        raise VividZooError(f"{folder / FRAMES_FOLDER}: images of different sizes {sorted(s[:2] for s in sizes)}")
+    return torch.from_numpy(np.stack([np.stack(row) for row in images])).float() / 255.0
 
 
 @dataclass

@@ -9,18 +9,14 @@ Everything is checked before any model runs; frames are decoded one result at a 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import VividZooError
-from ..video import INFO_FILE, frame_name
-
-FRAME_PATTERN = re.compile(r"f(\d{3})_v(\d{2})\.png")
+from ..video import INFO_FILE, frame_name, read_saved_frames, saved_frame_grid
 
 
 @dataclass
@@ -34,12 +30,7 @@ class GeneratedResult:
 
     def load(self) -> torch.Tensor:
         """``(frames, views, H, W, 3)`` float in [0, 1], like ``MultiViewVideo.frames``."""
-        images = [[np.asarray(Image.open(self.folder / frame_name(f, v)).convert("RGB")) for v in range(self.views)]
-                  for f in range(self.frames)]
-        sizes = {image.shape for row in images for image in row}
-        if len(sizes) != 1:
-            raise VividZooError(f"{self.folder}/frames: images of different sizes {sorted(sizes)}")
-        return torch.from_numpy(np.stack([np.stack(row) for row in images])).float() / 255.0
+        return read_saved_frames(self.folder, self.frames, self.views)
 
 
 @dataclass
@@ -83,17 +74,7 @@ def _mp4_comment(path: Path) -> dict:
 
 def read_result(folder: Path) -> GeneratedResult:
     """The prompt and frame grid of one result folder; every frame of every view must be there."""
-    found = {
-        tuple(map(int, m.groups())) for p in (folder / "frames").glob("*.png") if (m := FRAME_PATTERN.fullmatch(p.name))
-    }
-    if not found:
-        raise VividZooError(f"{folder}: no frames/fFFF_vVV.png images (is this a `vividzoo generate` result?)")
-    frames, views = max(f for f, _ in found) + 1, max(v for _, v in found) + 1
-    missing = sorted(set((f, v) for f in range(frames) for v in range(views)) - found)
-    if missing:
-        names = ", ".join(Path(frame_name(f, v)).name for f, v in missing[:3])
-        raise VividZooError(f"{folder}/frames is incomplete: {len(missing)} of {frames} frames x {views} views "
-                            f"missing ({names}...)")
+    frames, views = saved_frame_grid(folder)
     with Image.open(folder / frame_name(0, 0)) as first:
         size = first.height
     return GeneratedResult(folder, _prompt_of(folder), frames, views, size)
