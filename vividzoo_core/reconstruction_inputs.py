@@ -15,7 +15,6 @@ that already holds something (nothing is ever overwritten).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from .layout import VideoLayout
 from .lgm_cameras import INPUT_SIZE, ray_poses
 from .network.lgm_inputs import resized
 from .settings import FPS, FRAMES
-from .video import FRAMES_FOLDER, INFO_FILE, read_saved_frames, saved_frame_grid, view_video_name
+from .video import FRAMES_FOLDER, read_info, read_saved_frames, saved_frame_grid, view_video_name
 
 MODEL_VIEWS = 4
 """LGM and L4GM take exactly 4 views (azimuth 0/90/180/270 from the first)."""
@@ -80,7 +79,7 @@ def _holds_video(folder: Path) -> bool:
 
 def read_result(folder: Path, cameras: CameraRig | None = None, fps: float | None = None) -> ReconstructionInput:
     """One result folder: its frames (PNG frames, else view videos, else the rescued ``frames.npz``) and cameras."""
-    info = _info(folder)
+    info = read_info(folder)
     rescued = folder / RESCUED_FRAMES
     if (folder / FRAMES_FOLDER).is_dir():
         frames = read_saved_frames(folder, *saved_frame_grid(folder))
@@ -132,17 +131,6 @@ def _rescued(path: Path) -> tuple[torch.Tensor, CameraRig | None, float]:
         raise VividZooError(f"{path}: 'frames' has shape {frames.shape}, expected (frames, views, H, W, 3)")
     scale = 255.0 if frames.dtype == np.uint8 else 1.0
     return torch.from_numpy(np.asarray(frames, dtype=np.float32)) / scale, cameras, fps
-
-
-def _info(folder: Path) -> dict:
-    path = folder / INFO_FILE
-    if not path.is_file():
-        return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise VividZooError(f"{path} is not valid JSON ({error})") from None
-    return info if isinstance(info, dict) else {}
 
 
 def check_input(video: ReconstructionInput, interpolate: bool = False,

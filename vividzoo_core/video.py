@@ -43,6 +43,18 @@ def frame_name(frame: int, view: int) -> str:
     return f"{FRAMES_FOLDER}/f{frame:03d}_v{view:02d}.png"
 
 
+def read_info(folder: Path) -> dict:
+    """A result folder's ``info.json`` (prompt, settings); empty when there is none or it holds no object."""
+    path = Path(folder) / INFO_FILE
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise VividZooError(f"{path} is not valid JSON ({error})") from None
+    return info if isinstance(info, dict) else {}
+
+
 FRAME_PATTERN = re.compile(r"f(\d{3})_v(\d{2})\.png")
 """The file name :func:`frame_name` gives a frame in ``FRAMES_FOLDER``, with its frame and view numbers."""
 

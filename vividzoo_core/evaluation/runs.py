@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..errors import VividZooError
-from ..video import INFO_FILE, frame_name, read_saved_frames, saved_frame_grid
+from ..video import INFO_FILE, frame_name, read_info, read_saved_frames, saved_frame_grid
 
 
 @dataclass
@@ -45,14 +45,7 @@ class Run:
 
 
 def _prompt_of(folder: Path) -> str:
-    info_file = folder / INFO_FILE
-    if info_file.is_file():
-        try:
-            info = json.loads(info_file.read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise VividZooError(f"{info_file} is not valid JSON: {error}") from None
-    else:
-        info = _mp4_comment(folder / "grid.mp4")
+    info = read_info(folder) if (folder / INFO_FILE).is_file() else _mp4_comment(folder / "grid.mp4")
     prompt = info.get("prompt") if isinstance(info, dict) else None
     if not isinstance(prompt, str) or not prompt.strip():
         raise VividZooError(f"{folder}: no prompt found (in {INFO_FILE} or grid.mp4's comment metadata); "
