@@ -61,8 +61,7 @@ def test_reconstruct_writes_plys_manifest_turntable_and_scored_info(files, tmp_p
     assert code == 0, output
     out = run / RECONSTRUCTION_FOLDER
     # The same frames through the library give the same Gaussians, byte for byte in the PLYs.
-    pipeline = ReconstructionPipeline.from_files(LGM, files[LGM], device="cpu")
-    pipeline.input_size = SIZE
+    pipeline = ReconstructionPipeline.from_files(LGM, files[LGM], device="cpu", input_size=SIZE)
     expected = pipeline.reconstruct(read_result(run), score=False)
     for frame in range(2):
         assert (out / ply_name(frame)).read_bytes() == ply_bytes(expected.gaussians[frame])
@@ -247,8 +246,7 @@ def test_a_rescued_video_is_read_like_its_frames(files, tmp_path, capsys):
     code, output = cli(["reconstruct", str(rescued), "--lgm", str(files[LGM]), "--input-size", str(SIZE),
                         "--no-preview", "--no-score", "--device", "cpu"], capsys)
     assert code == 0, output
-    pipeline = ReconstructionPipeline.from_files(LGM, files[LGM], device="cpu")
-    pipeline.input_size = SIZE
+    pipeline = ReconstructionPipeline.from_files(LGM, files[LGM], device="cpu", input_size=SIZE)
     expected = pipeline.reconstruct(video, score=False)
     out = rescued / RECONSTRUCTION_FOLDER
     assert (out / ply_name(1)).read_bytes() == ply_bytes(expected.gaussians[1])

@@ -80,7 +80,7 @@ class ReconstructionPipeline:
 
     @classmethod
     def from_files(cls, kind: str, model: str | Path, interpolation: str | Path | None = None,
-                   device: str = "auto", dtype: str = "auto") -> ReconstructionPipeline:
+                   device: str = "auto", dtype: str = "auto", input_size: int = INPUT_SIZE) -> ReconstructionPipeline:
         """Loads (strictly: a file of another kind is refused naming both) and builds the networks."""
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
@@ -93,7 +93,7 @@ class ReconstructionPipeline:
             names[L4GM_INTERP] = Path(interpolation).name
         network = build_network(checkpoint, torch_device, torch_dtype)
         interp = build_network(interp_checkpoint, torch_device, torch_dtype) if interp_checkpoint else None
-        return cls(kind, network, interp, torch_device, torch_dtype, names=names)
+        return cls(kind, network, interp, torch_device, torch_dtype, input_size, names)
 
     @property
     def description(self) -> str:

@@ -55,8 +55,7 @@ def test_the_nodes_give_the_standalone_pipeline_s_gaussians(comfy_server, tmp_pa
     assert info["output_to_input_frame"] == [0, 1] and len(info["score"]["psnr_db"]) == 2
     # The same file (the harness writes write_lgm_test_weights' seeded files), the same frames and cameras here.
     files = write_lgm_test_weights(tmp_path)
-    pipeline = ReconstructionPipeline.from_files(LGM, files[LGM], device="cpu")
-    pipeline.input_size = SIZE
+    pipeline = ReconstructionPipeline.from_files(LGM, files[LGM], device="cpu", input_size=SIZE)
     rgb = torch.tensor([(COLOR >> shift & 0xFF) / 0xFF for shift in (16, 8, 0)])
     video = ReconstructionInput(rgb.expand(2, 4, SIZE, SIZE, 3).clone(), orbit(4, 0.0), 8.0, tmp_path)
     expected = pipeline.reconstruct(video, score=False)

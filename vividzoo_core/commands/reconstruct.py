@@ -139,8 +139,7 @@ def reconstruct_jobs(args: argparse.Namespace, jobs: list, log: Callable[[str], 
     from ..reconstruction_pipeline import ReconstructionPipeline, save_reconstruction, sequence_info
 
     kind, model = model_kind(args)
-    pipeline = ReconstructionPipeline.from_files(kind, model, args.interp, args.device, args.dtype)
-    pipeline.input_size = args.input_size
+    pipeline = ReconstructionPipeline.from_files(kind, model, args.interp, args.device, args.dtype, args.input_size)
     log(f"{pipeline.description} on {pipeline.device}")
     for job in jobs:
         result = pipeline.reconstruct(job.video, args.moving_views, args.score)
